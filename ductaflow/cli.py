@@ -1,0 +1,210 @@
+"""The ``ductaflow`` command: run, sweep, status, index.
+
+Exit codes: 0 all ok; 1 a run failed, timed out, died or was interrupted; 2 bad input, reported
+in one line before any kernel starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import DuctaflowError, InputError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds above 0")
+    return value
+
+
+def _execution_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timeout", type=_positive, metavar="S", help="seconds one cell may run")
+    parser.add_argument(
+        "--run-timeout", type=_positive, metavar="S", help="seconds a whole run may take"
+    )
+    parser.add_argument(
+        "--kernel", metavar="NAME", help="a registered kernelspec (default: this Python)"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ductaflow", description="Parallel parameter sweeps of notebook flows."
+    )
+    parser.add_argument("--version", action="version", version=f"ductaflow {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run one flow with one config in one run directory")
+    run.add_argument("flow", type=Path, help="a Jupytext percent-format .py flow")
+    run.add_argument("--config", type=Path, help="a JSON config file")
+    run.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a key (dotted keys reach nested dicts; the value is JSON, else a string)",
+    )  # fmt: skip
+    run.add_argument(
+        "--run-dir", type=Path, help="where to run (default: runs/manual/<flow>-<config hash>)"
+    )
+    _execution_options(run)
+
+    sweep = sub.add_parser("sweep", help="expand a sweep spec and execute its runs")
+    sweep.add_argument("spec", type=Path, help="a sweep spec (.json) or a table of runs (.csv)")
+    sweep.add_argument("-j", "--jobs", type=int, metavar="N", help="parallel runs (default: cores)")
+    sweep.add_argument("--dry-run", action="store_true", help="plan only: print what would run")
+    sweep.add_argument("--runs-root", type=Path, default=Path("runs"), help="default: runs")
+    sweep.add_argument("--flow", action="append", type=Path, help="flow(s) for a CSV sweep")
+    sweep.add_argument("--base", type=Path, help="base config for a CSV sweep")
+    sweep.add_argument("--name", help="sweep name (default: the spec's name or file stem)")
+    sweep.add_argument("--force", action="store_true", help="rerun every run, done ones too")
+    sweep.add_argument(
+        "--only", action="append", choices=("failed", "stale", "new"),
+        help="run only these (repeatable); default: everything not done",
+    )  # fmt: skip
+    sweep.add_argument("--retries", type=int, default=0, metavar="N", help="retry failed runs")
+    sweep.add_argument(
+        "--backend", default="loky", choices=("loky", "threading", "sequential"),
+        help="joblib backend for the worker pool (default: loky processes)",
+    )  # fmt: skip
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _execution_options(sweep)
+
+    status = sub.add_parser("status", help="counts per sweep and status; failed runs")
+    status.add_argument("runs_root", nargs="?", type=Path, default=Path("runs"))
+    index = sub.add_parser("index", help="rebuild runs/index.csv from the run directories")
+    index.add_argument("runs_root", nargs="?", type=Path, default=Path("runs"))
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .config import config_hash, load_config, parse_set, set_dotted
+    from .engine import RunInterrupted, execute_run
+    from .kernel import check_kernel_name
+    from .spec import FlowRef, RunOptions, RunSpec
+
+    flow = FlowRef.from_path(args.flow)
+    config: dict[str, Any] = load_config(args.config) if args.config else {}
+    for key, value in parse_set(args.set):
+        config = set_dotted(config, key, value)
+    check_kernel_name(args.kernel)
+    digest = config_hash(config)
+    run_dir = args.run_dir or Path("runs", "manual", f"{flow.name}-{digest[:8]}")
+    spec = RunSpec(run_dir.absolute(), config, (flow,), config_hash=digest)
+    options = RunOptions(timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel)
+    try:
+        result = execute_run(spec, options)
+    except RunInterrupted as exc:
+        result = exc.result
+    notebook = run_dir / flow.notebook_name
+    line = f"{result.status}: {run_dir} ({result.duration_s or 0:.2f} s)"
+    if not result.ok:
+        cell = result.flows[0].failed_cell if result.flows else None
+        where = f" (cell {cell})" if cell else ""
+        line += f": {result.error}{where}"
+    print(f"{line} -> {notebook}")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .executor import execute_sweep
+    from .spec import RunOptions
+    from .sweep import Sweep
+
+    overrides: dict[str, Any] = {}
+    if args.name:
+        overrides["name"] = args.name
+    if args.spec.suffix.lower() == ".csv":
+        overrides.update(flows=args.flow, base=args.base)
+    elif args.flow or args.base:
+        raise InputError(f"{args.spec}: --flow and --base go with a CSV sweep; a JSON spec has them")
+    if args.jobs is not None and args.jobs < 1:
+        raise InputError(f"-j {args.jobs}: give at least 1 parallel run")
+    if args.retries < 0:
+        raise InputError(f"--retries {args.retries}: give 0 or more")
+    sweep = Sweep.load(args.spec, **overrides)
+    options = RunOptions(
+        timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel,
+        retries=args.retries,
+    )  # fmt: skip
+    report = execute_sweep(
+        sweep, args.runs_root, args.jobs, options=options, force=args.force, only=args.only,
+        backend=args.backend, progress=not args.no_progress, dry_run=args.dry_run,
+    )  # fmt: skip
+    if args.dry_run:
+        print(report.plan.describe(sweep.name))
+        return EXIT_OK
+    print(report.summary())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .index import scan_rows
+
+    rows = scan_rows(args.runs_root)
+    if not rows:
+        print(f"{args.runs_root}: no runs yet")
+        return EXIT_OK
+    frame = pd.DataFrame(rows)
+    table = pd.crosstab(frame["sweep"], frame["status"], margins=True, margins_name="total")
+    print(table.to_string())
+    bad = frame[~frame["status"].isin(["ok", "running"])]
+    if len(bad):
+        print(f"\n{len(bad)} not ok:")
+        for row in bad.itertuples():
+            print(f"  {row.sweep}/{row.run}  {row.status}  {row.error}")
+    return EXIT_OK if bad.empty else EXIT_FAILED
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from .index import IndexFile
+
+    rows = IndexFile(args.runs_root).rebuild()
+    print(f"{len(rows)} runs -> {args.runs_root / 'index.csv'}")
+    return EXIT_OK
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``ductaflow``; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="ductaflow: %(message)s",
+    )
+    commands = {"run": _cmd_run, "sweep": _cmd_sweep, "status": _cmd_status, "index": _cmd_index}
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed conductor records its runs
+    try:
+        return commands[args.command](args)
+    except InputError as exc:
+        print(f"ductaflow: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except DuctaflowError as exc:
+        print(f"ductaflow: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("ductaflow: interrupted", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)

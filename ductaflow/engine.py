@@ -1,0 +1,404 @@
+"""The run engine: execute a run's flows, each as a notebook in its own kernel, recording it all.
+
+``execute_run`` never raises for what a run does: a failing cell, a timeout, a dead kernel or a
+missing flow all end up in the returned ``RunResult`` and in ``status.json``. The one exception it
+lets out is ``RunInterrupted`` (a ``KeyboardInterrupt``), after the interrupted run is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+from .errors import DuctaflowError, ExecutionError
+from .kernel import STARTUP_TIMEOUT, Kernel, KernelStarter, StandardStarter, open_kernel
+from .notebook import (
+    add_error_output,
+    build_notebook,
+    flow_cell_number,
+    mark_failure,
+    read_flow,
+    save_notebook,
+)
+from .rundir import CONFIG_FILE, atomic_write_text, provenance, write_status
+from .spec import (
+    DIED,
+    FAILED,
+    INTERRUPTED,
+    NOT_RUN,
+    OK,
+    RUNNING,
+    TIMEOUT,
+    FlowRef,
+    FlowResult,
+    RunOptions,
+    RunResult,
+    RunSpec,
+)
+
+__all__ = ["RunInterrupted", "execute_run", "record_abandoned", "run_flow"]
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a run; ``result`` is what was recorded for it."""
+
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(f"{result.run_dir}: interrupted")
+        self.result = result
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(_ANSI.sub("", text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+@dataclass
+class _Interrupt:
+    """Set by a signal handler; tells an interrupted run from a dead kernel."""
+
+    signum: int | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def __call__(self, signum: int) -> None:
+        if self.signum is None:
+            self.signum = signum
+            for task in self.tasks:
+                task.cancel()
+
+
+@dataclass
+class _Flow:
+    """The state of one flow's execution, filled in as it goes."""
+
+    ref: FlowRef
+    notebook_path: Path
+    status: str = RUNNING
+    error: str | None = None
+    traceback: str | None = None
+    failed_index: int | None = None
+    failed_cell: int | None = None
+
+
+async def _execute_flow(
+    ref: FlowRef,
+    spec: RunSpec,
+    options: RunOptions,
+    starter: KernelStarter,
+    deadline: float | None,
+    interrupt: _Interrupt,
+) -> tuple[FlowResult, list[str]]:
+    run_dir = spec.run_dir
+    state = _Flow(ref, run_dir / ref.notebook_name)
+    started, t0 = _now(), time.perf_counter()
+    warnings: list[str] = []
+    sha = ref.sha256
+    nb = None
+    kernel: Kernel | None = None
+    current: int | None = None
+    try:
+        flow_nb, sha = read_flow(ref.path)
+        nb, warnings = build_notebook(flow_nb, spec.config, config_hash=spec.config_hash)
+        save_notebook(nb, state.notebook_path)
+        env = {
+            **os.environ,
+            "DUCTAFLOW_RUN_DIR": str(run_dir),
+            "DUCTAFLOW_FLOW": str(ref.path),
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        }
+        startup = STARTUP_TIMEOUT
+        if deadline is not None:
+            startup = max(0.1, min(startup, deadline - time.monotonic()))
+        kernel = await open_kernel(starter, run_dir, env, startup_timeout=startup)
+        client = NotebookClient(
+            nb,
+            km=kernel.km,
+            record_timing=True,
+            resources={"metadata": {"path": str(run_dir)}},
+        )
+        client.kc = kernel.kc
+
+        def cell_timeout(_cell: Any) -> float | None:
+            limits = [options.timeout] if options.timeout else []
+            if deadline is not None:
+                limits.append(max(0.001, deadline - time.monotonic()))
+            return min(limits) if limits else None
+
+        client.timeout_func = cell_timeout
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            current = index
+            await client.async_execute_cell(
+                cell, index, execution_count=client.code_cells_executed + 1
+            )
+            save_notebook(nb, state.notebook_path)
+        current = None
+        state.status = OK
+    except CellExecutionError as exc:
+        state.status = FAILED
+        state.error = _one_line(f"{exc.ename}: {exc.evalue}")
+        state.traceback = _ANSI.sub("", str(exc))
+    except CellTimeoutError:
+        state.status = TIMEOUT
+        if deadline is not None and time.monotonic() >= deadline - 0.01:
+            state.error = f"RunTimeout: the run exceeded --run-timeout {options.run_timeout:g} s"
+        else:
+            state.error = f"CellTimeout: the cell exceeded --timeout {options.timeout:g} s"
+    except DeadKernelError:
+        if interrupt.signum is not None:
+            state.status, state.error = INTERRUPTED, _interrupted_error(interrupt)
+        else:
+            state.status = DIED
+            assert kernel is not None
+            state.error = f"DeadKernel: {kernel.exit_description()} while running the cell"
+            state.traceback = kernel.log_tail() or None
+    except asyncio.CancelledError:
+        state.status, state.error = INTERRUPTED, _interrupted_error(interrupt)
+    except ExecutionError as exc:  # the kernel did not start
+        timed_out = deadline is not None and time.monotonic() >= deadline - 0.01
+        state.status = TIMEOUT if timed_out else DIED
+        state.error = _one_line(str(exc))
+        state.traceback = str(exc)
+    except DuctaflowError as exc:  # the flow cannot be read
+        state.status, state.error = FAILED, _one_line(str(exc))
+    except Exception as exc:  # a fault of ductaflow's own: record it, never hide it
+        state.status = FAILED
+        state.error = _one_line(f"ductaflow internal error: {type(exc).__name__}: {exc}")
+        state.traceback = traceback.format_exc()
+    finally:
+        if kernel is not None:
+            await asyncio.shield(kernel.stop())
+        if nb is not None:
+            if current is not None and state.status != OK:
+                cell = nb.cells[current]
+                if state.status != FAILED:
+                    name, _, message = (state.error or "").partition(": ")
+                    add_error_output(cell, name, message)
+                state.failed_cell = flow_cell_number(nb, current)
+                mark_failure(nb, current, state.status, state.error or state.status)
+            save_notebook(nb, state.notebook_path)
+    result = FlowResult(
+        name=ref.name,
+        path=str(ref.path),
+        sha256=sha,
+        status=state.status,
+        notebook=ref.notebook_name,
+        started=started,
+        finished=_now(),
+        duration_s=round(time.perf_counter() - t0, 4),
+        error=state.error,
+        traceback=state.traceback,
+        failed_cell=state.failed_cell,
+        kernel_start_s=round(kernel.start_s, 4) if kernel is not None else None,
+    )
+    return result, warnings
+
+
+def _interrupted_error(interrupt: _Interrupt) -> str:
+    name = signal.Signals(interrupt.signum).name if interrupt.signum else "a cancel"
+    return f"Interrupted: the run was stopped by {name}"
+
+
+def _not_run(ref: FlowRef) -> FlowResult:
+    return FlowResult(ref.name, str(ref.path), ref.sha256, NOT_RUN, ref.notebook_name)
+
+
+async def _attempt(
+    spec: RunSpec,
+    options: RunOptions,
+    starter: KernelStarter,
+    interrupt: _Interrupt,
+    attempt: int,
+    base: dict[str, Any],
+) -> RunResult:
+    started, t0 = _now(), time.perf_counter()
+    deadline = time.monotonic() + options.run_timeout if options.run_timeout else None
+    flows: list[FlowResult] = [_not_run(ref) for ref in spec.flows]
+    warnings: list[str] = []
+
+    def record(status: str, finished: str | None = None, **kw: Any) -> RunResult:
+        result = RunResult(
+            run_dir=spec.run_dir,
+            status=status,
+            started=started,
+            finished=finished,
+            duration_s=round(time.perf_counter() - t0, 4) if finished else None,
+            config_hash=spec.config_hash,
+            flows=tuple(flows),
+            attempts=attempt,
+            warnings=tuple(dict.fromkeys(warnings)),
+            sweep=spec.sweep,
+            name=spec.name,
+            **kw,
+        )
+        write_status(result, base)
+        return result
+
+    record(RUNNING)
+    for i, ref in enumerate(spec.flows):
+        flow_result, flow_warnings = await _execute_flow(
+            ref, spec, options, starter, deadline, interrupt
+        )
+        flows[i] = flow_result
+        warnings.extend(flow_warnings)
+        if flow_result.status != OK:
+            return record(
+                flow_result.status,
+                _now(),
+                error=flow_result.error,
+                traceback=flow_result.traceback,
+                failed_flow=ref.name,
+            )
+        if i + 1 < len(spec.flows):
+            record(RUNNING)
+    return record(OK, _now())
+
+
+async def _execute_run_async(
+    spec: RunSpec, options: RunOptions, starter: KernelStarter
+) -> tuple[RunResult, _Interrupt]:
+    interrupt = _Interrupt()
+    task = asyncio.current_task()
+    assert task is not None
+    interrupt.tasks.append(task)
+    loop = asyncio.get_running_loop()
+    handled: list[int] = []
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+                loop.add_signal_handler(signum, interrupt, signum)
+                handled.append(signum)
+    try:
+        base = {**provenance(), "pid": os.getpid()}
+        result = None
+        for attempt in range(1, options.retries + 2):
+            try:
+                result = await _attempt(spec, options, starter, interrupt, attempt, base)
+            except asyncio.CancelledError:
+                # cancelled between flows: record it as interrupted
+                result = RunResult(
+                    spec.run_dir, INTERRUPTED, None, _now(), None, spec.config_hash,
+                    tuple(_not_run(r) for r in spec.flows), _interrupted_error(interrupt),
+                    attempts=attempt, sweep=spec.sweep, name=spec.name,
+                )  # fmt: skip
+                write_status(result, base)
+            if result.ok or interrupt.signum is not None or result.status == INTERRUPTED:
+                break
+        assert result is not None
+        return result, interrupt
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+
+
+def execute_run(
+    spec: RunSpec, options: RunOptions | None = None, starter: KernelStarter | None = None
+) -> RunResult:
+    """Execute one run (its flows in order, each in a fresh kernel) and record it.
+
+    Writes ``CONFIG.json``, one executed notebook per flow and ``status.json`` into
+    ``spec.run_dir``. Raises ``RunInterrupted`` after recording, when Ctrl-C or SIGTERM stopped it.
+    """
+    options = options or RunOptions()
+    starter = starter or StandardStarter(options.kernel)
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(
+        spec.run_dir / CONFIG_FILE, json.dumps(spec.config, indent=2, ensure_ascii=False) + "\n"
+    )
+    result, interrupt = asyncio.run(_execute_run_async(spec, options, starter))
+    if interrupt.signum is not None or result.status == INTERRUPTED:
+        raise RunInterrupted(result)
+    return result
+
+
+def run_flow(
+    flow: str | Path,
+    config: Mapping[str, Any],
+    run_dir: str | Path,
+    timeout: float | None = None,
+    *,
+    run_timeout: float | None = None,
+    kernel: str | None = None,
+) -> RunResult:
+    """Execute one flow with ``config`` in ``run_dir`` and return what happened.
+
+    The flow runs as a notebook in a fresh kernel whose working directory is ``run_dir``.
+    Raises ``FlowError`` for a missing flow and ``ConfigError`` for a config that is not a JSON
+    object; every failure of the run itself is in the result (and ``status.json``).
+    """
+    from .config import config_hash
+    from .errors import ConfigError
+    from .kernel import check_kernel_name
+
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"config must be a dict, not {type(config).__name__}")
+    try:
+        config = json.loads(json.dumps(config))  # a private copy that is plain JSON
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config is not JSON data: {exc}") from None
+    check_kernel_name(kernel)
+    spec = RunSpec(
+        run_dir=Path(run_dir).absolute(),
+        config=config,
+        flows=(FlowRef.from_path(flow),),
+        config_hash=config_hash(config),
+    )
+    return execute_run(spec, RunOptions(timeout=timeout, run_timeout=run_timeout, kernel=kernel))
+
+
+def record_abandoned(run_dir: Path, status: str, error: str) -> RunResult | None:
+    """Record a run whose process was killed mid-run (status.json still says ``running``).
+
+    Called by a conductor once the run's lock is free: the flow that was executing gets
+    ``status`` and ``error``, and its saved notebook a marker cell at the top.
+    """
+    from .notebook import ERROR_TAG
+    from .rundir import read_status
+
+    data = read_status(run_dir)
+    if data is None or data.get("status") != RUNNING:
+        return None
+    flows = list(data.get("flows", ()))
+    for flow in flows:
+        if flow.get("status") in (NOT_RUN, RUNNING):
+            flow.update(status=status, error=error)
+            path = run_dir / flow.get("notebook", "")
+            with contextlib.suppress(Exception):
+                import nbformat
+
+                nb = nbformat.read(path, as_version=4)
+                marker = nbformat.v4.new_markdown_cell(
+                    f"**ductaflow: this run ended `{status}`**: `{error}`. The cells below show "
+                    "what it had done when it was stopped.",
+                    metadata={"tags": [ERROR_TAG]},
+                )
+                marker["id"] = "ductaflow-error-summary"
+                nb.cells.insert(1 if nb.cells else 0, marker)
+                save_notebook(nb, path)
+            break
+    data.update(status=status, error=error, flows=flows, finished=_now())
+    result = RunResult.from_json(data, run_dir)
+    extra = {k: v for k, v in data.items() if k not in RunResult.__dataclass_fields__}
+    write_status(result, extra)
+    return result

@@ -1,0 +1,332 @@
+"""Run a sweep: plan what to (re)run, execute the runs on a joblib pool, index them as they finish.
+
+Nothing a run does can stop the others: the task that runs in a worker catches everything and
+returns an ``Outcome``. When a worker process itself dies, or Ctrl-C stops the conductor, the runs
+it left behind are recorded (``died`` / ``interrupted``) from the conductor, and the rest go on
+(or, after Ctrl-C, wait for the next ``ductaflow sweep``, which resumes).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .engine import RunInterrupted, _now, execute_run, record_abandoned
+from .index import IndexFile, build_row, load_index
+from .rundir import RunLock, is_claimed, read_status, write_status
+from .spec import DIED, FAILED, INTERRUPTED, OK, RUNNING, TIMEOUT, RunOptions, RunResult, RunSpec
+from .sweep import Sweep
+
+__all__ = [
+    "ONLY_CHOICES",
+    "Outcome",
+    "Plan",
+    "PlannedRun",
+    "SweepReport",
+    "execute_sweep",
+    "plan_runs",
+    "run_sweep",
+]
+
+log = logging.getLogger("ductaflow")
+
+NEW, DONE, STALE, BUSY = "new", "done", "stale", "running"
+ONLY_CHOICES = ("failed", "stale", "new")
+BACKENDS = ("loky", "threading", "multiprocessing", "sequential")
+
+
+# -- planning ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlannedRun:
+    spec: RunSpec
+    #: new, done, failed, stale or running (claimed by another process right now)
+    state: str
+    status: Mapping[str, Any] | None = None
+
+
+def _matches(spec: RunSpec, status: Mapping[str, Any]) -> bool:
+    flows = status.get("flows") or ()
+    recorded = [(f.get("path"), f.get("sha256")) for f in flows if isinstance(f, dict)]
+    planned = [(str(f.path), f.sha256) for f in spec.flows]
+    return status.get("config_hash") == spec.config_hash and recorded == planned
+
+
+def classify(spec: RunSpec, status: Mapping[str, Any] | None) -> str:
+    """Where a run stands: new, done, failed, stale, or running (claimed elsewhere)."""
+    if status is None:
+        return NEW
+    state = status.get("status")
+    if state == RUNNING:
+        return BUSY if is_claimed(spec.run_dir) else "failed"
+    if state == OK:
+        return DONE if _matches(spec, status) else STALE
+    return "failed"
+
+
+@dataclass(frozen=True)
+class Plan:
+    runs: tuple[PlannedRun, ...]
+    to_run: tuple[RunSpec, ...]
+
+    def counts(self) -> Counter[str]:
+        return Counter(run.state for run in self.runs)
+
+    def describe(self, name: str) -> str:
+        c = self.counts()
+        parts = [f"{c[s]} {s}" for s in (NEW, DONE, "failed", STALE, BUSY) if c[s]]
+        return f"{name}: {len(self.runs)} runs ({', '.join(parts)}); {len(self.to_run)} to run"
+
+
+def plan_runs(
+    specs: Sequence[RunSpec], *, force: bool = False, only: Iterable[str] | None = None
+) -> Plan:
+    """Read each run's status and choose what to run (resume by default)."""
+    wanted = set(only or ()) or {NEW, "failed", STALE}
+    bad = set(wanted) - set(ONLY_CHOICES)
+    if bad:
+        raise ValueError(f"--only {sorted(bad)[0]!r}: choose from {', '.join(ONLY_CHOICES)}")
+    runs = []
+    for spec in specs:
+        status = read_status(spec.run_dir)
+        runs.append(PlannedRun(spec, classify(spec, status), status))
+    to_run = tuple(r.spec for r in runs if r.state == BUSY or force or r.state in wanted)
+    return Plan(tuple(runs), to_run)
+
+
+# -- the task that runs in a worker ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one planned run: ``ran``, ``skipped`` (found done) or ``busy``."""
+
+    spec: RunSpec
+    kind: str
+    result: RunResult | None = None
+
+
+def _run_task(spec: RunSpec, options: RunOptions, force: bool, since: str) -> Outcome:
+    """Claim, re-check and execute one run. Never raises: every fault becomes a record."""
+    try:
+        spec.run_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(spec.run_dir)
+        if not lock.acquire():
+            return Outcome(spec, "busy")
+        try:
+            status = read_status(spec.run_dir)
+            if status and classify(spec, status) == DONE:
+                if not force or (status.get("started") or "") >= since:
+                    return Outcome(spec, "skipped", RunResult.from_json(status, spec.run_dir))
+            try:
+                return Outcome(spec, "ran", execute_run(spec, options))
+            except RunInterrupted as exc:
+                return Outcome(spec, "ran", exc.result)
+        finally:
+            lock.release()
+    except BaseException as exc:  # a fault of ductaflow's own, recorded against the run
+        now = _now()
+        result = RunResult(
+            run_dir=spec.run_dir, status=FAILED, started=now, finished=now, duration_s=0.0,
+            config_hash=spec.config_hash, error=f"ductaflow internal error: {exc!r}",
+            traceback=traceback.format_exc(), sweep=spec.sweep, name=spec.name,
+        )  # fmt: skip
+        try:
+            write_status(result)
+        except OSError:
+            pass
+        return Outcome(spec, "ran", result)
+
+
+# -- running a sweep ----------------------------------------------------------------------------
+@dataclass
+class SweepReport:
+    """What a sweep invocation did."""
+
+    sweep: str
+    runs_root: Path
+    plan: Plan
+    outcomes: list[Outcome] = field(default_factory=list)
+    wall_s: float = 0.0
+    interrupted: bool = False
+
+    def counts(self) -> Counter[str]:
+        c: Counter[str] = Counter()
+        c["skipped"] = sum(1 for r in self.plan.runs if r.spec not in self.plan.to_run)
+        for outcome in self.outcomes:
+            if outcome.kind == "skipped" or outcome.result is None:
+                c["skipped"] += 1
+            else:
+                c[outcome.result.status] += 1
+        return c
+
+    @property
+    def ok(self) -> bool:
+        """True when every run this invocation executed or waited for ended ``ok``."""
+        if self.interrupted:
+            return False
+        return all(o.result is None or o.result.ok for o in self.outcomes)
+
+    def summary(self) -> str:
+        c = self.counts()
+        parts = [f"{c[s]} {s}" for s in (OK, FAILED, TIMEOUT, DIED, INTERRUPTED)]
+        parts.append(f"{c['skipped']} skipped")
+        state = "interrupted" if self.interrupted else ("ok" if self.ok else "FAILED")
+        return (
+            f"{self.sweep}: {state}: {', '.join(parts)} in {self.wall_s:.1f} s "
+            f"-> {self.runs_root / 'index.csv'}"
+        )
+
+
+def _iterate(
+    specs: Sequence[RunSpec],
+    options: RunOptions,
+    force: bool,
+    since: str,
+    n_jobs: int,
+    backend: str,
+) -> Iterator[Outcome]:
+    if backend == "sequential" or n_jobs == 1:
+        for spec in specs:
+            yield _run_task(spec, options, force, since)
+        return
+    from joblib import Parallel, delayed
+
+    parallel = Parallel(
+        n_jobs=n_jobs, backend=backend, return_as="generator_unordered", batch_size=1
+    )
+    yield from parallel(delayed(_run_task)(s, options, force, since) for s in specs)
+
+
+def _settle(specs: Iterable[RunSpec], status: str, error: str, since: str) -> list[Outcome]:
+    """Record runs this sweep started whose process is gone (still ``running`` on disk)."""
+    settled = []
+    for spec in specs:
+        data = read_status(spec.run_dir)
+        if not data or (data.get("started") or "") < since:
+            continue  # never started by this sweep
+        deadline = time.monotonic() + 10
+        while is_claimed(spec.run_dir) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the killed worker's lock is released as the process goes
+        result = (
+            record_abandoned(spec.run_dir, status, error) if not is_claimed(spec.run_dir) else None
+        )
+        if result is None and data.get("status") != RUNNING:
+            result = RunResult.from_json(read_status(spec.run_dir) or data, spec.run_dir)
+        if result is not None:
+            settled.append(Outcome(spec, "ran", result))
+    return settled
+
+
+def _wait_for(spec: RunSpec) -> Outcome:
+    """A run another conductor is executing: wait until it is released, then read it."""
+    lock = RunLock(spec.run_dir)
+    while not lock.acquire():
+        time.sleep(0.2)
+    lock.release()
+    data = read_status(spec.run_dir)
+    return Outcome(spec, "ran", RunResult.from_json(data, spec.run_dir) if data else None)
+
+
+def execute_sweep(
+    sweep: Sweep,
+    runs_root: str | Path = "runs",
+    n_jobs: int | None = None,
+    *,
+    options: RunOptions | None = None,
+    force: bool = False,
+    only: Iterable[str] | None = None,
+    backend: str = "loky",
+    progress: bool = True,
+    dry_run: bool = False,
+) -> SweepReport:
+    """Plan and execute a sweep; index every run as it finishes."""
+    t0 = time.perf_counter()
+    options = options or RunOptions()
+    root = Path(runs_root).absolute()
+    specs = sweep.expand(root)
+    plan = plan_runs(specs, force=force, only=only)
+    report = SweepReport(sweep.name, root, plan)
+    if dry_run:
+        return report
+    from .kernel import check_kernel_name
+
+    check_kernel_name(options.kernel)
+    n_jobs = max(1, n_jobs or os.cpu_count() or 1)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r}: choose from {', '.join(BACKENDS)}")
+    index = IndexFile(root)
+    configs = {s.run_dir: s.config for s in specs}
+    index.merge(build_row(r.spec.run_dir, r.status, r.spec.config) for r in plan.runs if r.status)
+    since = _now()
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(plan.to_run), unit="run", desc=sweep.name, disable=not progress or None)
+    tally: Counter[str] = Counter()
+    busy: list[RunSpec] = []
+
+    def handle(outcome: Outcome) -> None:
+        if outcome.kind == "busy":
+            busy.append(outcome.spec)
+            return
+        report.outcomes.append(outcome)
+        if outcome.result is not None and outcome.kind == "ran":
+            data = {**outcome.result.to_json()}
+            index.append(build_row(outcome.spec.run_dir, data, configs[outcome.spec.run_dir]))
+            tally["ok" if outcome.result.ok else "failed"] += 1
+        else:
+            tally["skipped"] += 1
+        bar.update(1)
+        bar.set_postfix(tally, refresh=False)
+
+    pending = {s.run_dir: s for s in plan.to_run}
+    try:
+        for _round in range(len(pending) + 1):
+            if not pending:
+                break
+            try:
+                for outcome in _iterate(list(pending.values()), options, force, since, n_jobs,
+                                        backend):  # fmt: skip
+                    pending.pop(outcome.spec.run_dir, None)
+                    handle(outcome)
+            except KeyboardInterrupt:
+                report.interrupted = True
+                error = "Interrupted: the sweep was stopped while this run executed"
+                for outcome in _settle(pending.values(), INTERRUPTED, error, since):
+                    handle(outcome)
+                break
+            except Exception as exc:  # a worker process died; its run is recorded, others go on
+                log.warning("a worker died (%s); recording its run and going on", exc)
+                error = f"DeadWorker: the worker process running it died ({type(exc).__name__})"
+                for outcome in _settle(pending.values(), DIED, error, since):
+                    pending.pop(outcome.spec.run_dir, None)
+                    handle(outcome)
+        if not report.interrupted:
+            for spec in busy:
+                handle(_wait_for(spec))
+    finally:
+        bar.close()
+        index.compact()
+        report.wall_s = time.perf_counter() - t0
+    return report
+
+
+def run_sweep(
+    sweep: Sweep,
+    runs_root: str | Path = "runs",
+    n_jobs: int | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Execute a sweep and return its rows of ``runs/index.csv`` as a DataFrame.
+
+    Raises KeyboardInterrupt (after recording every run) when Ctrl-C stopped the sweep.
+    """
+    report = execute_sweep(sweep, runs_root, n_jobs, **kwargs)
+    if report.interrupted:
+        raise KeyboardInterrupt(report.summary())
+    frame = load_index(runs_root)
+    return frame[frame["sweep"] == sweep.name].reset_index(drop=True)

@@ -1,0 +1,167 @@
+"""Plain, frozen records: what to run (``RunSpec``, ``RunOptions``), what happened (``RunResult``).
+
+Nothing but these records (and paths) crosses to a worker, and nothing but a ``RunResult`` comes
+back, so every backend can pickle them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import config_hash
+from .errors import FlowError
+
+__all__ = [
+    "BAD_STATUSES",
+    "STATUSES",
+    "FlowRef",
+    "FlowResult",
+    "RunOptions",
+    "RunResult",
+    "RunSpec",
+]
+
+OK = "ok"
+FAILED = "failed"
+TIMEOUT = "timeout"
+DIED = "died"
+INTERRUPTED = "interrupted"
+RUNNING = "running"
+NOT_RUN = "not-run"  # a flow after the one that failed
+#: The statuses a run can have in ``status.json``.
+STATUSES = (OK, FAILED, TIMEOUT, DIED, INTERRUPTED, RUNNING)
+#: Statuses of a run that finished without success.
+BAD_STATUSES = (FAILED, TIMEOUT, DIED, INTERRUPTED)
+
+
+@dataclass(frozen=True)
+class FlowRef:
+    """A flow file, by absolute path and the sha256 of its bytes when it was planned."""
+
+    path: Path
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def notebook_name(self) -> str:
+        """File name of the executed notebook in the run directory."""
+        return f"{self.path.stem}_executed.ipynb"
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> FlowRef:
+        path = Path(path).absolute()
+        if path.suffix != ".py":
+            raise FlowError(f"{path}: a flow is a Jupytext percent-format .py file")
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise FlowError(f"{path}: flow file not found; check the path") from None
+        except OSError as exc:
+            raise FlowError(f"{path}: cannot read flow file ({exc})") from None
+        return cls(path=path, sha256=hashlib.sha256(data).hexdigest())
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How runs execute; the same for every run of a sweep."""
+
+    #: Seconds one cell may run (None: no limit).
+    timeout: float | None = None
+    #: Seconds a whole run (all its flows, kernel starts included) may take (None: no limit).
+    run_timeout: float | None = None
+    #: A registered kernelspec name; None runs the interpreter ductaflow runs in.
+    kernel: str | None = None
+    #: How many times a run that did not end ``ok`` is tried again.
+    retries: int = 0
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: a config, the flows to execute in order, and the directory they run in."""
+
+    run_dir: Path
+    config: Mapping[str, Any]
+    flows: tuple[FlowRef, ...]
+    sweep: str = ""
+    name: str = ""
+    config_hash: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.config_hash:
+            object.__setattr__(self, "config_hash", config_hash(self.config))
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    """What happened to one flow of a run."""
+
+    name: str
+    path: str
+    sha256: str
+    status: str
+    notebook: str
+    started: str | None = None
+    finished: str | None = None
+    duration_s: float | None = None
+    error: str | None = None
+    traceback: str | None = None
+    #: 1-based number of the flow's own cell that failed (injected cells not counted).
+    failed_cell: int | None = None
+    #: Seconds the kernel took to start and answer.
+    kernel_start_s: float | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What happened to one run; ``status.json`` holds exactly this plus provenance."""
+
+    run_dir: Path
+    status: str
+    started: str | None
+    finished: str | None
+    duration_s: float | None
+    config_hash: str
+    flows: tuple[FlowResult, ...] = ()
+    error: str | None = None
+    traceback: str | None = None
+    failed_flow: str | None = None
+    attempts: int = 1
+    warnings: tuple[str, ...] = ()
+    sweep: str = ""
+    name: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    @property
+    def notebooks(self) -> list[Path]:
+        """Executed notebooks of the flows that ran."""
+        return [self.run_dir / f.notebook for f in self.flows if f.status != NOT_RUN]
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["run_dir"] = str(self.run_dir)
+        data["flows"] = [asdict(f) for f in self.flows]
+        data["warnings"] = list(self.warnings)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], run_dir: Path | None = None) -> RunResult:
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        flow_fields = set(FlowResult.__dataclass_fields__)
+        kwargs["flows"] = tuple(
+            FlowResult(**{k: v for k, v in f.items() if k in flow_fields})
+            for f in data.get("flows", ())
+        )
+        kwargs["warnings"] = tuple(data.get("warnings", ()))
+        kwargs["run_dir"] = Path(run_dir if run_dir is not None else data["run_dir"])
+        return cls(**kwargs)
