@@ -132,7 +132,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.spec.suffix.lower() == ".csv":
         overrides.update(flows=args.flow, base=args.base)
     elif args.flow or args.base:
-        raise InputError(f"{args.spec}: --flow and --base go with a CSV sweep; a JSON spec has them")
+        raise InputError(
+            f"{args.spec}: --flow and --base go with a CSV sweep; a JSON spec has them"
+        )
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"-j {args.jobs}: give at least 1 parallel run")
     if args.retries < 0:

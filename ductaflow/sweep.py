@@ -338,7 +338,10 @@ class Sweep:
 
     def expand(self, runs_root: str | Path = "runs") -> list[RunSpec]:
         """Every run of the sweep, validated: flows exist, names are unique, nothing is empty."""
-        flows = tuple(FlowRef.from_path(f) for f in self.flows)
+        try:
+            flows = tuple(FlowRef.from_path(f) for f in self.flows)
+        except InputError as exc:
+            raise self._error("flows", str(exc)) from None
         sweep_dir = Path(runs_root).absolute() / self.name
         specs: list[RunSpec] = []
         names: dict[str, int] = {}

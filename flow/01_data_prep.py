@@ -7,7 +7,9 @@
 seed = 0
 n_samples = 200
 noise = 0.3
-import ductaflow; ductaflow.parameters(globals())  # lets `python flow/01_data_prep.py --config c.json` work
+import ductaflow
+
+ductaflow.parameters(globals())  # lets `python flow/01_data_prep.py --config c.json` work
 
 # %%
 import numpy as np

@@ -5,7 +5,9 @@
 
 # %% tags=["parameters"]
 alpha = 0.1
-import ductaflow; ductaflow.parameters(globals())
+import ductaflow
+
+ductaflow.parameters(globals())
 
 # %%
 import numpy as np

@@ -4,7 +4,9 @@
 
 # %% tags=["parameters"]
 label = "run"
-import ductaflow; ductaflow.parameters(globals())
+import ductaflow
+
+ductaflow.parameters(globals())
 
 # %%
 import json

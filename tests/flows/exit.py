@@ -1,0 +1,7 @@
+# %%
+print("exiting")
+
+# %%
+import os
+
+os._exit(1)

@@ -1,0 +1,3 @@
+# %%
+with open("alpha.txt", "w") as fh:
+    fh.write(repr(alpha))

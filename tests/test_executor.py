@@ -1,0 +1,251 @@
+"""Sweeps end to end with real kernels: the pool, resume, the index, faults, concurrency."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import FLOWS, read_json, run_cli, wait_for, wait_no_kernels
+
+from ductaflow.executor import execute_sweep
+from ductaflow.index import load_index
+from ductaflow.spec import RunOptions
+from ductaflow.sweep import Sweep
+
+
+def write_spec(tmp_path: Path, flow: str = "work.py", **blocks: object) -> Path:
+    shutil.copy(FLOWS / flow, tmp_path / flow)
+    spec = {"name": "s", "flows": [flow], **blocks}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def executions(run_dir: Path) -> int:
+    log = run_dir / "executions.log"
+    return len(log.read_text().split()) if log.exists() else 0
+
+
+def index_rows(root: Path) -> list[dict[str, str]]:
+    with open(root / "index.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def run_dirs(root: Path, sweep: str = "s") -> dict[str, Path]:
+    return {p.name: p for p in (root / sweep).iterdir() if p.is_dir()}
+
+
+def test_sweep_runs_indexes_and_resumes(tmp_path: Path) -> None:
+    write_spec(tmp_path, table=[{"x": 1}, {"x": 2}, {"x": 3, "fail": True}])
+    proc = run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert "s: FAILED: 2 ok, 1 failed, 0 timeout, 0 died, 0 interrupted, 0 skipped" in summary
+    assert summary.endswith(f"-> {tmp_path / 'runs' / 'index.csv'}")
+
+    frame = load_index(tmp_path / "runs")
+    assert len(frame) == 3
+    assert sorted(frame["status"]) == ["failed", "ok", "ok"]
+    failed = frame[frame["status"] == "failed"].iloc[0]
+    assert failed["error"] == "ValueError: asked to fail (x=3)"
+    assert frame["param.x"].tolist() == sorted(frame["param.x"].tolist())
+    assert str(frame["param.x"].dtype) == "int64"
+    assert str(frame["duration_s"].dtype) == "float64"
+    assert str(frame["started"].dtype).startswith("datetime64")
+    assert str(frame["attempts"].dtype) == "Int64"
+    ok = frame[frame["status"] == "ok"].set_index("param.x")
+    assert ok.loc[2, "result.double"] == 4
+    assert (frame["flow.work.duration_s"] > 0).all()
+    assert frame.groupby("param.x")["result.double"].mean().loc[1] == 2
+
+    plan = run_cli("sweep", "spec.json", "--dry-run", cwd=tmp_path)
+    assert plan.returncode == 0
+    assert plan.stdout.strip() == "s: 3 runs (2 done, 1 failed); 1 to run"
+
+    again = run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path)
+    assert "1 failed, 0 timeout, 0 died, 0 interrupted, 2 skipped" in again.stdout
+    counts = {d.name.split("-")[0]: executions(d) for d in run_dirs(tmp_path / "runs").values()}
+    assert counts == {"fail=true_x=3": 2, "x=1": 1, "x=2": 1}
+    assert len(index_rows(tmp_path / "runs")) == 3, "the index keeps one row per run"
+
+
+def test_stale_only_force_and_extension(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, grid={"x": [1, 2]})
+    root = tmp_path / "runs"
+    assert run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path).returncode == 0
+
+    data = json.loads(spec.read_text())
+    data["grid"]["x"] = [1, 2, 3]  # extending a grid reruns nothing that exists
+    spec.write_text(json.dumps(data))
+    proc = run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path)
+    assert "1 ok," in proc.stdout and "2 skipped" in proc.stdout
+    assert sorted(executions(d) for d in run_dirs(root).values()) == [1, 1, 1]
+
+    with open(tmp_path / "work.py", "a") as fh:
+        fh.write("\n# an edit makes every run stale\n")
+    plan = run_cli("sweep", "spec.json", "--dry-run", cwd=tmp_path)
+    assert plan.stdout.strip() == "s: 3 runs (3 stale); 3 to run"
+    proc = run_cli("sweep", "spec.json", "--only", "new", cwd=tmp_path)
+    assert proc.returncode == 0 and "0 ok," in proc.stdout and "3 skipped" in proc.stdout
+    proc = run_cli("sweep", "spec.json", "-j", "2", "--only", "stale", cwd=tmp_path)
+    assert "3 ok," in proc.stdout
+    assert sorted(executions(d) for d in run_dirs(root).values()) == [2, 2, 2]
+    proc = run_cli("sweep", "spec.json", "-j", "2", "--force", cwd=tmp_path)
+    assert "3 ok," in proc.stdout
+    assert sorted(executions(d) for d in run_dirs(root).values()) == [3, 3, 3]
+
+
+def test_retries_and_timeouts(tmp_path: Path) -> None:
+    write_spec(tmp_path, flow="flaky.py", grid={"x": [1]})
+    proc = run_cli("sweep", "spec.json", "--retries", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run_dir,) = run_dirs(tmp_path / "runs").values()
+    assert read_json(run_dir / "status.json")["attempts"] == 2
+    assert load_index(tmp_path / "runs")["attempts"].tolist() == [2]
+
+    sweep = Sweep(name="t", flows=(FLOWS / "work.py",), grid={"sleep": [0, 30]})
+    report = execute_sweep(
+        sweep, tmp_path / "runs", 2, options=RunOptions(timeout=2), progress=False
+    )
+    assert sorted(o.result.status for o in report.outcomes) == ["ok", "timeout"]
+    assert not report.ok
+    assert "1 ok, 0 failed, 1 timeout" in report.summary()
+
+
+def test_two_conductors_never_run_a_directory_twice(tmp_path: Path) -> None:
+    write_spec(tmp_path, grid={"x": [1, 2, 3, 4]}, base={"sleep": 1})
+    cmd = [sys.executable, "-m", "ductaflow", "sweep", "spec.json", "-j", "2"]
+    procs = [
+        subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    codes = [p.wait(timeout=180) for p in procs]
+    assert codes == [0, 0], [p.stderr.read() for p in procs]
+    dirs = run_dirs(tmp_path / "runs")
+    assert len(dirs) == 4
+    assert {name: executions(d) for name, d in dirs.items()} == {name: 1 for name in dirs}
+    rows = load_index(tmp_path / "runs")
+    assert len(rows) == 4 and set(rows["status"]) == {"ok"}
+
+
+def test_killed_conductor_leaves_every_finished_run_indexed(tmp_path: Path) -> None:
+    write_spec(tmp_path, grid={"x": list(range(8))}, base={"sleep": 1.5})
+    root = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ductaflow", "sweep", "spec.json", "-j", "2"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    def finished() -> int:
+        if not (root / "index.csv").exists():
+            return 0
+        return sum(r["status"] == "ok" for r in index_rows(root))
+
+    wait_for(lambda: finished() >= 2, seconds=120, what="two finished runs")
+    proc.kill()
+    proc.wait(timeout=10)
+    assert not wait_no_kernels(tmp_path, seconds=15), "kernels outlived the killed conductor"
+
+    ok_on_disk = {
+        str(d) for d in run_dirs(root).values() if read_json(d / "status.json")["status"] == "ok"
+    }
+    indexed_ok = {r["run_dir"] for r in index_rows(root) if r["status"] == "ok"}
+    assert ok_on_disk and ok_on_disk <= indexed_ok, "a finished run is missing from the index"
+
+    before = {name: executions(d) for name, d in run_dirs(root).items()}
+    proc = run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name, d in run_dirs(root).items():
+        if str(d) in ok_on_disk:
+            assert executions(d) == before[name], "resume reran a finished run"
+    assert set(load_index(root)["status"]) == {"ok"} and len(load_index(root)) == 8
+
+
+def test_a_dead_worker_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    write_spec(
+        tmp_path,
+        flow="killworker.py",
+        table=[{"x": 1}, {"x": 2, "kill": True}, {"x": 3}, {"x": 4}, {"x": 5}],
+    )
+    proc = run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path)
+    assert proc.returncode == 1
+    frame = load_index(tmp_path / "runs").set_index("param.x")
+    assert frame.loc[2, "status"] == "died"
+    assert "DeadWorker" in frame.loc[2, "error"]
+    assert frame.drop(index=2)["status"].tolist() == ["ok"] * 4
+
+
+def test_ctrl_c_records_runs_in_flight_and_resume_finishes(tmp_path: Path) -> None:
+    write_spec(tmp_path, grid={"x": list(range(6))}, base={"sleep": 30})
+    root = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ductaflow", "sweep", "spec.json", "-j", "2"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, like a shell job
+    )  # fmt: skip
+
+    def running() -> int:
+        if not (root / "s").exists():
+            return 0
+        return sum(executions(d) for d in run_dirs(root).values())
+
+    wait_for(lambda: running() >= 2, seconds=60, what="two runs to start")
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "s: interrupted:" in out
+    statuses = [read_json(d / "status.json")["status"] for d in run_dirs(root).values()]
+    assert statuses and set(statuses) == {"interrupted"}
+    assert {r["status"] for r in index_rows(root)} == {"interrupted"}
+    assert not wait_no_kernels(tmp_path, seconds=15)
+
+    data = json.loads((tmp_path / "spec.json").read_text())
+    data["base"]["sleep"] = 0  # a new config: fresh directories; the old ones stay recorded
+    (tmp_path / "spec.json").write_text(json.dumps(data))
+    proc2 = run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path)
+    assert proc2.returncode == 0
+
+
+def test_status_and_index_commands(tmp_path: Path) -> None:
+    write_spec(tmp_path, table=[{"x": 1}, {"x": 2, "fail": True}])
+    run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path)
+    proc = run_cli("status", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "ValueError: asked to fail (x=2)" in proc.stdout
+    lines = proc.stdout.splitlines()
+    assert any(line.split()[:3] == ["s", "1", "1"] for line in lines), proc.stdout
+
+    original = index_rows(tmp_path / "runs")
+    (tmp_path / "runs" / "index.csv").unlink()
+    proc = run_cli("index", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("2 runs -> runs/index.csv")
+    rebuilt = index_rows(tmp_path / "runs")
+    key = lambda rows: sorted(rows, key=lambda r: r["run_dir"])  # noqa: E731
+    assert key(rebuilt) == key(original)
+
+
+def test_run_sweep_python_api_returns_the_sweeps_rows(tmp_path: Path) -> None:
+    from ductaflow.executor import run_sweep
+
+    sweep = Sweep(name="api", flows=(FLOWS / "work.py",), grid={"x": [5, 6]})
+    frame = run_sweep(sweep, runs_root=tmp_path / "runs", n_jobs=2, progress=False)
+    assert isinstance(frame, pd.DataFrame)
+    assert sorted(frame["result.double"].tolist()) == [10, 12]
+    assert set(frame["sweep"]) == {"api"}
+
+
+@pytest.mark.parametrize("backend", ["sequential", "threading"])
+def test_other_backends_give_the_same_rows(tmp_path: Path, backend: str) -> None:
+    sweep = Sweep(name="b", flows=(FLOWS / "work.py",), table=({"x": 1}, {"x": 2, "fail": True}))
+    execute_sweep(sweep, tmp_path / "runs", 2, backend=backend, progress=False)
+    frame = load_index(tmp_path / "runs").sort_values("param.x")
+    assert frame["status"].tolist() == ["ok", "failed"]
+    assert frame["run"].tolist() == [s.name for s in sweep.expand(tmp_path / "runs")]
