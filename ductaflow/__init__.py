@@ -20,11 +20,16 @@ __all__ = [
     "RunOptions",
     "RunResult",
     "RunSpec",
+    "Sweep",
+    "SweepReport",
     "SweepSpecError",
     "__version__",
+    "execute_sweep",
+    "load_index",
     "parameters",
     "record",
     "run_flow",
+    "run_sweep",
 ]
 
 _LAZY = {
@@ -38,6 +43,11 @@ _LAZY = {
     "RunOptions": "spec",
     "RunResult": "spec",
     "RunSpec": "spec",
+    "Sweep": "sweep",
+    "SweepReport": "executor",
+    "execute_sweep": "executor",
+    "run_sweep": "executor",
+    "load_index": "index",
     "parameters": "flowapi",
     "record": "flowapi",
 }

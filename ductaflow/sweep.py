@@ -62,6 +62,10 @@ def sanitize_name(text: str, limit: int = NAME_MAX) -> str:
 def _fmt(value: Any) -> str:
     if isinstance(value, str):
         return value
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int | float):
+        return repr(value)  # what JSON shows too, for finite numbers
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -311,14 +315,16 @@ class Sweep:
             for entry in self.exclude
         )
 
-    def _name(self, config: Mapping[str, Any], digest: str, given: str | None) -> str:
+    def _name(
+        self, config: Mapping[str, Any], digest: str, given: str | None, varied: Sequence[str]
+    ) -> str:
         if given:
             return sanitize_name(given)
         if self.run_name:
             return sanitize_name(_PLACEHOLDER.sub(lambda m: self._fill(m, config, digest),
                                                   self.run_name))  # fmt: skip
         parts = []
-        for key in self.varied_keys:
+        for key in varied:
             value = get_dotted(config, key, _MISSING)
             if value is not _MISSING:
                 parts.append(f"{key}={_fmt(value)}")
@@ -345,6 +351,7 @@ class Sweep:
         sweep_dir = Path(runs_root).absolute() / self.name
         specs: list[RunSpec] = []
         names: dict[str, int] = {}
+        varied = self.varied_keys
         for overrides, given in self._overrides():
             config: Mapping[str, Any] = self.base
             try:
@@ -355,7 +362,7 @@ class Sweep:
             if self._excluded(config):
                 continue
             digest = config_hash(config)
-            name = self._name(config, digest, given)
+            name = self._name(config, digest, given, varied)
             if name in names:
                 first = specs[names[name]]
                 what = "the same config" if first.config_hash == digest else "two configs"
