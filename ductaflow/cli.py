@@ -77,9 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sweep.add_argument("--retries", type=int, default=0, metavar="N", help="retry failed runs")
     sweep.add_argument(
-        "--backend", default="loky", choices=("loky", "threading", "sequential"),
-        help="joblib backend for the worker pool (default: loky processes)",
+        "--backend", default="loky",
+        choices=("loky", "threading", "sequential", "dask", "dask-local", "slurm"),
+        help="where runs execute (default: loky, a process pool on this machine)",
     )  # fmt: skip
+    sweep.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler (--backend dask)")
+    sweep.add_argument("--slurm-partition", metavar="NAME", help="SLURM partition")
+    sweep.add_argument("--slurm-time", type=int, metavar="MINUTES", help="SLURM time limit")
+    sweep.add_argument("--slurm-mem", metavar="SIZE", help="SLURM memory per job, e.g. 4G")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     _execution_options(sweep)
 
@@ -144,9 +149,20 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel,
         retries=args.retries,
     )  # fmt: skip
+    backend_options = {
+        key: value
+        for key, value in (
+            ("scheduler", args.scheduler),
+            ("slurm_partition", args.slurm_partition),
+            ("slurm_time", args.slurm_time),
+            ("slurm_mem", args.slurm_mem),
+        )
+        if value is not None
+    }
     report = execute_sweep(
         sweep, args.runs_root, args.jobs, options=options, force=args.force, only=args.only,
-        backend=args.backend, progress=not args.no_progress, dry_run=args.dry_run,
+        backend=args.backend, backend_options=backend_options, progress=not args.no_progress,
+        dry_run=args.dry_run,
     )  # fmt: skip
     if args.dry_run:
         print(report.plan.describe(sweep.name))

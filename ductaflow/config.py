@@ -6,11 +6,13 @@ nested dicts. A config's identity is the sha256 of its canonical JSON, so key or
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import keyword
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ __all__ = [
     "check_key",
     "config_hash",
     "flatten",
+    "gc_paused",
     "get_dotted",
     "is_variable_name",
     "load_config",
@@ -155,3 +158,19 @@ def config_hash(config: Mapping[str, Any]) -> str:
 def is_variable_name(key: str) -> bool:
     """Whether a top-level key can become a variable in the kernel."""
     return key.isidentifier() and not keyword.iskeyword(key)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many small acyclic objects.
+
+    Expanding or planning 100,000 runs allocates millions of dicts; the collector's repeated
+    passes over them cost ~40% of the time and nothing they build is cyclic.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

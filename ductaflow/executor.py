@@ -8,17 +8,20 @@ it left behind are recorded (``died`` / ``interrupted``) from the conductor, and
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import gc_paused
 from .engine import RunInterrupted, _now, execute_run, record_abandoned
+from .errors import InputError
 from .index import IndexFile, build_row, load_index
 from .rundir import RunLock, is_claimed, read_status, write_status
 from .spec import DIED, FAILED, INTERRUPTED, OK, RUNNING, TIMEOUT, RunOptions, RunResult, RunSpec
@@ -39,7 +42,11 @@ log = logging.getLogger("ductaflow")
 
 NEW, DONE, STALE, BUSY = "new", "done", "stale", "running"
 ONLY_CHOICES = ("failed", "stale", "new")
-BACKENDS = ("loky", "threading", "multiprocessing", "sequential")
+#: joblib backends (None: joblib's current one, loky unless ``parallel_config`` says otherwise)
+JOBLIB_BACKENDS = ("loky", "threading", "multiprocessing", "sequential")
+#: backends in ``ductaflow.distributed`` (optional extras)
+DISTRIBUTED_BACKENDS = ("dask", "dask-local", "slurm")
+BACKENDS = JOBLIB_BACKENDS + DISTRIBUTED_BACKENDS
 
 
 # -- planning ----------------------------------------------------------------------------------
@@ -93,9 +100,10 @@ def plan_runs(
     if bad:
         raise ValueError(f"--only {sorted(bad)[0]!r}: choose from {', '.join(ONLY_CHOICES)}")
     runs = []
-    for spec in specs:
-        status = read_status(spec.run_dir)
-        runs.append(PlannedRun(spec, classify(spec, status), status))
+    with gc_paused():
+        for spec in specs:
+            status = read_status(spec.run_dir)
+            runs.append(PlannedRun(spec, classify(spec, status), status))
     to_run = tuple(r.spec for r in runs if r.state == BUSY or force or r.state in wanted)
     return Plan(tuple(runs), to_run)
 
@@ -184,22 +192,30 @@ class SweepReport:
 
 def _iterate(
     specs: Sequence[RunSpec],
-    options: RunOptions,
-    force: bool,
-    since: str,
+    task: Callable[[RunSpec], Outcome],
     n_jobs: int,
-    backend: str,
+    backend: str | None,
+    backend_options: Mapping[str, Any],
 ) -> Iterator[Outcome]:
-    if backend == "sequential" or n_jobs == 1:
+    """Outcomes of ``task`` over ``specs``, in the order they finish, on the chosen backend.
+
+    ``task`` never raises. An iterator that stops early (Ctrl-C) must cancel what is queued.
+    """
+    if backend == "sequential" or (n_jobs == 1 and backend in (None, "loky")):
         for spec in specs:
-            yield _run_task(spec, options, force, since)
+            yield task(spec)
+        return
+    if backend in DISTRIBUTED_BACKENDS:
+        from .distributed import iterate_outcomes  # Dask, SLURM: optional extras
+
+        yield from iterate_outcomes(specs, task, backend, n_jobs, **backend_options)
         return
     from joblib import Parallel, delayed
 
     parallel = Parallel(
         n_jobs=n_jobs, backend=backend, return_as="generator_unordered", batch_size=1
     )
-    yield from parallel(delayed(_run_task)(s, options, force, since) for s in specs)
+    yield from parallel(delayed(task)(s) for s in specs)
 
 
 def _settle(specs: Iterable[RunSpec], status: str, error: str, since: str) -> list[Outcome]:
@@ -240,11 +256,19 @@ def execute_sweep(
     options: RunOptions | None = None,
     force: bool = False,
     only: Iterable[str] | None = None,
-    backend: str = "loky",
+    backend: str | None = None,
+    client: Any = None,
+    backend_options: Mapping[str, Any] | None = None,
     progress: bool = True,
     dry_run: bool = False,
 ) -> SweepReport:
-    """Plan and execute a sweep; index every run as it finishes."""
+    """Plan and execute a sweep; index every run as it finishes.
+
+    ``backend``: a joblib backend (default: joblib's current one, so ``parallel_config`` applies)
+    or ``dask`` / ``dask-local`` / ``slurm``; ``client`` is a ``dask.distributed.Client`` for
+    ``dask``; ``backend_options`` go to the distributed backend (scheduler address, SLURM
+    partition and time, ...).
+    """
     t0 = time.perf_counter()
     options = options or RunOptions()
     root = Path(runs_root).absolute()
@@ -257,12 +281,17 @@ def execute_sweep(
 
     check_kernel_name(options.kernel)
     n_jobs = max(1, n_jobs or os.cpu_count() or 1)
-    if backend not in BACKENDS:
-        raise ValueError(f"backend {backend!r}: choose from {', '.join(BACKENDS)}")
+    if backend is not None and backend not in BACKENDS:
+        raise InputError(f"backend {backend!r}: choose from {', '.join(BACKENDS)}")
+    backend_options = dict(backend_options or {})
+    if client is not None:
+        backend_options["client"] = client
+
     index = IndexFile(root)
     configs = {s.run_dir: s.config for s in specs}
     index.merge(build_row(r.spec.run_dir, r.status, r.spec.config) for r in plan.runs if r.status)
     since = _now()
+    task = functools.partial(_run_task, options=options, force=force, since=since)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(plan.to_run), unit="run", desc=sweep.name, disable=not progress or None)
@@ -289,8 +318,8 @@ def execute_sweep(
             if not pending:
                 break
             try:
-                for outcome in _iterate(list(pending.values()), options, force, since, n_jobs,
-                                        backend):  # fmt: skip
+                outcomes = _iterate(list(pending.values()), task, n_jobs, backend, backend_options)
+                for outcome in outcomes:
                     pending.pop(outcome.spec.run_dir, None)
                     handle(outcome)
             except KeyboardInterrupt:

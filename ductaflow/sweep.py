@@ -22,6 +22,7 @@ from typing import Any
 from .config import (
     check_key,
     config_hash,
+    gc_paused,
     get_dotted,
     load_config,
     load_json,
@@ -344,6 +345,10 @@ class Sweep:
 
     def expand(self, runs_root: str | Path = "runs") -> list[RunSpec]:
         """Every run of the sweep, validated: flows exist, names are unique, nothing is empty."""
+        with gc_paused():
+            return self._expand(runs_root)
+
+    def _expand(self, runs_root: str | Path) -> list[RunSpec]:
         try:
             flows = tuple(FlowRef.from_path(f) for f in self.flows)
         except InputError as exc:
