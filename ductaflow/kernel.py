@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -134,8 +135,6 @@ class Kernel:
         if code is None:
             return "the kernel stopped answering"
         if code < 0:
-            import signal
-
             try:
                 return f"the kernel was killed by {signal.Signals(-code).name}"
             except ValueError:
@@ -155,6 +154,13 @@ class Kernel:
         try:
             with contextlib.suppress(Exception):
                 self.kc.stop_channels()
+            proc = getattr(self.km.provisioner, "process", None)
+            if proc is not None and proc.poll() is None:
+                # Kill and reap here: jupyter_client polls for the exit every 0.1 s.
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # the kernel leads its own group
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(proc.wait, 5)
             with contextlib.suppress(Exception):
                 await self.km.shutdown_kernel(now=True)
         finally:
