@@ -309,8 +309,8 @@ def execute_sweep(
             tally["ok" if outcome.result.ok else "failed"] += 1
         else:
             tally["skipped"] += 1
-        bar.update(1)
         bar.set_postfix(tally, refresh=False)
+        bar.update(1)
 
     pending = {s.run_dir: s for s in plan.to_run}
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -337,3 +338,32 @@ def test_parallel_kernel_starts_do_not_collide(flows: Path, tmp_path: Path) -> N
     assert statuses == ["ok"] * 8
     for i in range(8):
         assert read_json(tmp_path / f"r{i}/out.json")["vars"] == {"i": i}
+
+
+def test_kernel_option_uses_a_registered_kernelspec(flows: Path, tmp_path: Path) -> None:
+    spec_dir = tmp_path / "jupyter" / "kernels" / "other-python"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Other",
+                "language": "python",
+                "env": {"FROM_KERNELSPEC": "yes"},
+            }
+        )
+    )
+    env = {**os.environ, "JUPYTER_PATH": str(tmp_path / "jupyter")}
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "# %%\nimport os\nopen('env.txt', 'w').write(os.environ.get('FROM_KERNELSPEC', 'no'))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "ductaflow", "run", str(probe), "--kernel", "other-python",
+         "--run-dir", "k"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "k" / "env.txt").read_text() == "yes"
+    default = ductaflow.run_flow(probe, {}, tmp_path / "d")
+    assert default.ok and (tmp_path / "d" / "env.txt").read_text() == "no"

@@ -249,3 +249,35 @@ def test_other_backends_give_the_same_rows(tmp_path: Path, backend: str) -> None
     frame = load_index(tmp_path / "runs").sort_values("param.x")
     assert frame["status"].tolist() == ["ok", "failed"]
     assert frame["run"].tolist() == [s.name for s in sweep.expand(tmp_path / "runs")]
+
+
+def test_progress_bar_in_a_terminal(tmp_path: Path) -> None:
+    """In a terminal (a pty of 120 columns here) a sweep shows a progress bar with counts."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    write_spec(tmp_path, table=[{"x": 1}, {"x": 2, "fail": True}])
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ductaflow", "sweep", "spec.json", "-j", "2"],
+        cwd=tmp_path, stdin=follower, stdout=follower, stderr=follower,
+    )  # fmt: skip
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    assert proc.wait(timeout=60) == 1
+    text = b"".join(chunks).decode(errors="replace")
+    assert "0/2" in text and "2/2" in text and "100%" in text, text
+    assert "ok=1" in text and "failed=1" in text, text
+    assert "s: FAILED: 1 ok, 1 failed" in text
