@@ -75,16 +75,25 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 @dataclass
 class _Interrupt:
-    """Set by a signal handler; tells an interrupted run from a dead kernel."""
+    """Set by a signal handler or the parent watchdog; tells interrupted from a dead kernel."""
 
     signum: int | None = None
+    reason: str | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
-    def __call__(self, signum: int) -> None:
+    def __call__(self, signum: int, reason: str | None = None) -> None:
         if self.signum is None:
             self.signum = signum
+            self.reason = reason
             for task in self.tasks:
                 task.cancel()
+
+
+async def _watch_parent(parent: int, interrupt: _Interrupt) -> None:
+    """Stop the run when the process that asked for it dies (we get re-parented)."""
+    while os.getppid() == parent:
+        await asyncio.sleep(0.25)
+    interrupt(signal.SIGTERM, f"its conductor (pid {parent}) died")
 
 
 @dataclass
@@ -216,6 +225,8 @@ async def _execute_flow(
 
 
 def _interrupted_error(interrupt: _Interrupt) -> str:
+    if interrupt.reason:
+        return f"Interrupted: the run was stopped because {interrupt.reason}"
     name = signal.Signals(interrupt.signum).name if interrupt.signum else "a cancel"
     return f"Interrupted: the run was stopped by {name}"
 
@@ -276,7 +287,7 @@ async def _attempt(
 
 
 async def _execute_run_async(
-    spec: RunSpec, options: RunOptions, starter: KernelStarter
+    spec: RunSpec, options: RunOptions, starter: KernelStarter, parent: int | None
 ) -> tuple[RunResult, _Interrupt]:
     interrupt = _Interrupt()
     task = asyncio.current_task()
@@ -289,6 +300,7 @@ async def _execute_run_async(
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
                 loop.add_signal_handler(signum, interrupt, signum)
                 handled.append(signum)
+    watchdog = asyncio.ensure_future(_watch_parent(parent, interrupt)) if parent else None
     try:
         base = {**provenance(), "pid": os.getpid()}
         result = None
@@ -308,17 +320,24 @@ async def _execute_run_async(
         assert result is not None
         return result, interrupt
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         for signum in handled:
             loop.remove_signal_handler(signum)
 
 
 def execute_run(
-    spec: RunSpec, options: RunOptions | None = None, starter: KernelStarter | None = None
+    spec: RunSpec,
+    options: RunOptions | None = None,
+    starter: KernelStarter | None = None,
+    *,
+    stop_with_parent: bool = False,
 ) -> RunResult:
     """Execute one run (its flows in order, each in a fresh kernel) and record it.
 
     Writes ``CONFIG.json``, one executed notebook per flow and ``status.json`` into
-    ``spec.run_dir``. Raises ``RunInterrupted`` after recording, when Ctrl-C or SIGTERM stopped it.
+    ``spec.run_dir``. Raises ``RunInterrupted`` after recording, when Ctrl-C or SIGTERM stopped
+    it, or (with ``stop_with_parent``, for pool workers) when this process's parent died.
     """
     options = options or RunOptions()
     starter = starter or StandardStarter(options.kernel)
@@ -326,7 +345,8 @@ def execute_run(
     atomic_write_text(
         spec.run_dir / CONFIG_FILE, json.dumps(spec.config, indent=2, ensure_ascii=False) + "\n"
     )
-    result, interrupt = asyncio.run(_execute_run_async(spec, options, starter))
+    parent = os.getppid() if stop_with_parent else None
+    result, interrupt = asyncio.run(_execute_run_async(spec, options, starter, parent))
     if interrupt.signum is not None or result.status == INTERRUPTED:
         raise RunInterrupted(result)
     return result

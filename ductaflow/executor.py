@@ -116,10 +116,38 @@ class Outcome:
     spec: RunSpec
     kind: str
     result: RunResult | None = None
+    #: True when the worker already appended the run's row to the index
+    indexed: bool = False
 
 
-def _run_task(spec: RunSpec, options: RunOptions, force: bool, since: str) -> Outcome:
-    """Claim, re-check and execute one run. Never raises: every fault becomes a record."""
+def _run_task(
+    spec: RunSpec,
+    options: RunOptions,
+    force: bool,
+    since: str,
+    conductor: int | None = None,
+    index_root: Path | None = None,
+) -> Outcome:
+    """Claim, re-check, execute and index one run. Never raises: every fault becomes a record.
+
+    ``conductor``: the pid of the sweep's conductor; a pool worker whose parent it is stops its
+    run when the conductor dies. ``index_root``: append the run's index row here, from the
+    worker, so that a run that finished is indexed even if the conductor was killed meanwhile.
+    """
+    outcome = _run_claimed(spec, options, force, since, conductor)
+    if index_root is not None and outcome.kind == "ran" and outcome.result is not None:
+        try:
+            IndexFile(index_root).append(build_row(spec.run_dir, outcome.result.to_json(),
+                                                   spec.config))  # fmt: skip
+            return Outcome(spec, outcome.kind, outcome.result, indexed=True)
+        except OSError as exc:
+            log.warning("%s: could not append to the index (%s); the conductor will", spec, exc)
+    return outcome
+
+
+def _run_claimed(
+    spec: RunSpec, options: RunOptions, force: bool, since: str, conductor: int | None
+) -> Outcome:
     try:
         spec.run_dir.mkdir(parents=True, exist_ok=True)
         lock = RunLock(spec.run_dir)
@@ -130,8 +158,9 @@ def _run_task(spec: RunSpec, options: RunOptions, force: bool, since: str) -> Ou
             if status and classify(spec, status) == DONE:
                 if not force or (status.get("started") or "") >= since:
                     return Outcome(spec, "skipped", RunResult.from_json(status, spec.run_dir))
+            worker = conductor is not None and os.getppid() == conductor
             try:
-                return Outcome(spec, "ran", execute_run(spec, options))
+                return Outcome(spec, "ran", execute_run(spec, options, stop_with_parent=worker))
             except RunInterrupted as exc:
                 return Outcome(spec, "ran", exc.result)
         finally:
@@ -218,8 +247,39 @@ def _iterate(
     yield from parallel(delayed(task)(s) for s in specs)
 
 
-def _settle(specs: Iterable[RunSpec], status: str, error: str, since: str) -> list[Outcome]:
-    """Record runs this sweep started whose process is gone (still ``running`` on disk)."""
+def _resolve_backend(
+    backend: str | None, options: dict[str, Any]
+) -> tuple[str | None, dict[str, Any]]:
+    """Inside ``joblib.parallel_config(backend="dask")``, submit through that backend's client.
+
+    joblib's dask backend leaves runs going on the cluster after Ctrl-C and, on a cluster of one
+    thread, runs every task in this process; ``ductaflow.distributed`` does neither.
+    """
+    if backend is not None:
+        return backend, options
+    from joblib.parallel import get_active_backend
+
+    active, _ = get_active_backend()
+    client = getattr(active, "client", None)
+    if type(active).__name__ == "DaskDistributedBackend" and client is not None:
+        return "dask", {**options, "client": client}
+    return backend, options
+
+
+def _settle(
+    specs: Iterable[RunSpec],
+    status: str,
+    error: str,
+    since: str,
+    strikes: Counter[Path] | None = None,
+    limit: int = 1,
+) -> list[Outcome]:
+    """Record runs this sweep started whose process is gone (still ``running`` on disk).
+
+    With ``strikes``, a run is recorded only the ``limit``-th time it is caught; before that it
+    is left to run again (a worker that dies takes its pool siblings' runs down with it, and
+    only the run that killed it should be recorded ``died``).
+    """
     settled = []
     for spec in specs:
         data = read_status(spec.run_dir)
@@ -228,11 +288,17 @@ def _settle(specs: Iterable[RunSpec], status: str, error: str, since: str) -> li
         deadline = time.monotonic() + 10
         while is_claimed(spec.run_dir) and time.monotonic() < deadline:
             time.sleep(0.05)  # the killed worker's lock is released as the process goes
-        result = (
-            record_abandoned(spec.run_dir, status, error) if not is_claimed(spec.run_dir) else None
-        )
-        if result is None and data.get("status") != RUNNING:
-            result = RunResult.from_json(read_status(spec.run_dir) or data, spec.run_dir)
+        if is_claimed(spec.run_dir):
+            continue
+        data = read_status(spec.run_dir) or data
+        if data.get("status") != RUNNING:  # its worker recorded it before going
+            settled.append(Outcome(spec, "ran", RunResult.from_json(data, spec.run_dir)))
+            continue
+        if strikes is not None:
+            strikes[spec.run_dir] += 1
+            if strikes[spec.run_dir] < limit:
+                continue
+        result = record_abandoned(spec.run_dir, status, error)
         if result is not None:
             settled.append(Outcome(spec, "ran", result))
     return settled
@@ -286,12 +352,17 @@ def execute_sweep(
     backend_options = dict(backend_options or {})
     if client is not None:
         backend_options["client"] = client
+    backend, backend_options = _resolve_backend(backend, backend_options)
 
     index = IndexFile(root)
     configs = {s.run_dir: s.config for s in specs}
     index.merge(build_row(r.spec.run_dir, r.status, r.spec.config) for r in plan.runs if r.status)
     since = _now()
-    task = functools.partial(_run_task, options=options, force=force, since=since)
+    local = backend not in DISTRIBUTED_BACKENDS  # workers share this machine's files and pids
+    task = functools.partial(
+        _run_task, options=options, force=force, since=since, conductor=os.getpid(),
+        index_root=root if local else None,
+    )  # fmt: skip
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(plan.to_run), unit="run", desc=sweep.name, disable=not progress or None)
@@ -304,8 +375,9 @@ def execute_sweep(
             return
         report.outcomes.append(outcome)
         if outcome.result is not None and outcome.kind == "ran":
-            data = {**outcome.result.to_json()}
-            index.append(build_row(outcome.spec.run_dir, data, configs[outcome.spec.run_dir]))
+            if not outcome.indexed:
+                data = outcome.result.to_json()
+                index.append(build_row(outcome.spec.run_dir, data, configs[outcome.spec.run_dir]))
             tally["ok" if outcome.result.ok else "failed"] += 1
         else:
             tally["skipped"] += 1
@@ -313,25 +385,36 @@ def execute_sweep(
         bar.update(1)
 
     pending = {s.run_dir: s for s in plan.to_run}
+    strikes: Counter[Path] = Counter()
     try:
-        for _round in range(len(pending) + 1):
+        for _round in range(2 * len(pending) + 2):
             if not pending:
                 break
+            # A run caught in a dead worker's pool goes again alone, so that a second death
+            # can only be its own doing.
+            suspects = [spec for spec in pending.values() if strikes[spec.run_dir]]
+            batch = suspects[:1] or list(pending.values())
+            outcomes = _iterate(batch, task, n_jobs, backend, backend_options)
             try:
-                outcomes = _iterate(list(pending.values()), task, n_jobs, backend, backend_options)
                 for outcome in outcomes:
                     pending.pop(outcome.spec.run_dir, None)
                     handle(outcome)
+            except InputError:  # the backend cannot start (missing extra, no scheduler)
+                raise
             except KeyboardInterrupt:
                 report.interrupted = True
+                if backend in DISTRIBUTED_BACKENDS:
+                    outcomes.close()  # stops the runs still going on the cluster
                 error = "Interrupted: the sweep was stopped while this run executed"
                 for outcome in _settle(pending.values(), INTERRUPTED, error, since):
                     handle(outcome)
                 break
-            except Exception as exc:  # a worker process died; its run is recorded, others go on
-                log.warning("a worker died (%s); recording its run and going on", exc)
-                error = f"DeadWorker: the worker process running it died ({type(exc).__name__})"
-                for outcome in _settle(pending.values(), DIED, error, since):
+            except Exception as exc:  # a worker process died: its runs go again, then are recorded
+                log.warning("a worker died (%s); its runs go again", exc)
+                error = (
+                    f"DeadWorker: the worker process running it died, twice ({type(exc).__name__})"
+                )
+                for outcome in _settle(batch, DIED, error, since, strikes, limit=2):
                     pending.pop(outcome.spec.run_dir, None)
                     handle(outcome)
         if not report.interrupted:

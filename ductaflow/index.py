@@ -19,13 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from .config import flatten
-from .rundir import CONFIG_FILE, STATUS_FILE, atomic_write_text, is_claimed, read_status
+from .rundir import (
+    CONFIG_FILE,
+    STATUS_FILE,
+    atomic_write_text,
+    file_lock,
+    is_claimed,
+    read_status,
+)
 from .spec import INTERRUPTED, RUNNING
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "BASE_COLUMNS",
@@ -144,13 +146,8 @@ class IndexFile:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+        with file_lock(self._lock_path):
             yield
-        finally:
-            os.close(fd)
 
     def _read(self) -> list[dict[str, str]]:
         try:
@@ -169,7 +166,7 @@ class IndexFile:
             return None
 
     def _write(self, rows: Iterable[Mapping[str, str]]) -> None:
-        rows = list(rows)
+        rows = sorted(rows, key=lambda row: row["run_dir"])
         columns = order_columns({k for row in rows for k in row})
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")

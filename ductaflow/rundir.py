@@ -34,6 +34,7 @@ __all__ = [
     "STATUS_FILE",
     "RunLock",
     "atomic_write_text",
+    "file_lock",
     "is_claimed",
     "provenance",
     "read_status",
@@ -123,6 +124,18 @@ class RunLock:
         finally:
             if got:
                 self.release()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing), waiting for it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def is_claimed(run_dir: Path) -> bool:

@@ -182,18 +182,23 @@ def test_dead_kernel_is_recorded_as_died(
     assert not wait_no_kernels(run_dir)
 
 
-def test_kernel_killed_from_outside_is_died(flows: Path, tmp_path: Path) -> None:
-    """SIGKILL of the kernel process by someone else (an OOM kill looks like this)."""
-    run_dir = tmp_path / "run"
+def start_hanging_run(flows: Path, run_dir: Path) -> tuple[subprocess.Popen[str], Path]:
+    """``ductaflow run hang.py`` in a subprocess, once its first cell has printed."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "ductaflow", "run", str(flows / "hang.py"), "--run-dir", run_dir],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    wait_for(lambda: kernels_under(run_dir), what="the kernel to start")
     nb_path = run_dir / "hang_executed.ipynb"
     wait_for(lambda: "started" in outputs_text(nb_path), what="the first cell to run")
+    return proc, nb_path
+
+
+def test_kernel_killed_from_outside_is_died(flows: Path, tmp_path: Path) -> None:
+    """SIGKILL of the kernel process by someone else (an OOM kill looks like this)."""
+    run_dir = tmp_path / "run"
+    proc, _ = start_hanging_run(flows, run_dir)
     for pid in kernels_under(run_dir):
         os.kill(pid, signal.SIGKILL)
     out, err = proc.communicate(timeout=30)
@@ -204,14 +209,7 @@ def test_kernel_killed_from_outside_is_died(flows: Path, tmp_path: Path) -> None
 
 def test_ctrl_c_records_interrupted_and_saves_notebook(flows: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ductaflow", "run", str(flows / "hang.py"), "--run-dir", run_dir],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    nb_path = run_dir / "hang_executed.ipynb"
-    wait_for(lambda: "started" in outputs_text(nb_path), what="the first cell to run")
+    proc, nb_path = start_hanging_run(flows, run_dir)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, err
@@ -227,13 +225,7 @@ def test_ctrl_c_records_interrupted_and_saves_notebook(flows: Path, tmp_path: Pa
 def test_notebook_is_saved_after_every_cell(flows: Path, tmp_path: Path) -> None:
     """A run killed midway (SIGKILL, no chance to clean up) keeps what it did."""
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ductaflow", "run", str(flows / "hang.py"), "--run-dir", run_dir],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    nb_path = run_dir / "hang_executed.ipynb"
-    wait_for(lambda: "started" in outputs_text(nb_path), what="the first cell to run")
+    proc, nb_path = start_hanging_run(flows, run_dir)
     proc.kill()
     proc.wait(timeout=10)
     nb = nbformat.read(nb_path, as_version=4)
