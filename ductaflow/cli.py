@@ -1,4 +1,4 @@
-"""The ``ductaflow`` command: run, sweep, status, index.
+"""The ``ductaflow`` command: run, sweep, status, index, report.
 
 Exit codes: 0 all ok; 1 a run failed, timed out, died or was interrupted; 2 bad input, reported
 in one line before any kernel starts.
@@ -86,12 +86,22 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--slurm-time", type=int, metavar="MINUTES", help="SLURM time limit")
     sweep.add_argument("--slurm-mem", metavar="SIZE", help="SLURM memory per job, e.g. 4G")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.add_argument(
+        "--report", action="store_true",
+        help="keep <runs root>/<sweep>/report.html current while the sweep runs",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--no-report", action="store_true", help="do not write the HTML report at the end"
+    )
     _execution_options(sweep)
 
     status = sub.add_parser("status", help="counts per sweep and status; failed runs")
     status.add_argument("runs_root", nargs="?", type=Path, default=Path("runs"))
     index = sub.add_parser("index", help="rebuild runs/index.csv from the run directories")
     index.add_argument("runs_root", nargs="?", type=Path, default=Path("runs"))
+    from .report import add_report_parser
+
+    add_report_parser(sub)
     return parser
 
 
@@ -162,11 +172,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     report = execute_sweep(
         sweep, args.runs_root, args.jobs, options=options, force=args.force, only=args.only,
         backend=args.backend, backend_options=backend_options, progress=not args.no_progress,
-        dry_run=args.dry_run,
+        dry_run=args.dry_run, report=not args.no_report, live_report=args.report,
     )  # fmt: skip
     if args.dry_run:
         print(report.plan.describe(sweep.name))
         return EXIT_OK
+    if report.report_path is not None:
+        print(f"report -> {report.report_path}")
     print(report.summary())
     return EXIT_OK if report.ok else EXIT_FAILED
 
@@ -210,7 +222,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="ductaflow: %(message)s",
     )
-    commands = {"run": _cmd_run, "sweep": _cmd_sweep, "status": _cmd_status, "index": _cmd_index}
+    from .report import cmd_report
+
+    commands = {
+        "run": _cmd_run,
+        "sweep": _cmd_sweep,
+        "status": _cmd_status,
+        "index": _cmd_index,
+        "report": cmd_report,
+    }
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed conductor records its runs
     try:

@@ -190,6 +190,8 @@ class SweepReport:
     outcomes: list[Outcome] = field(default_factory=list)
     wall_s: float = 0.0
     interrupted: bool = False
+    #: the sweep's HTML report, when one was written
+    report_path: Path | None = None
 
     def counts(self) -> Counter[str]:
         c: Counter[str] = Counter()
@@ -304,6 +306,28 @@ def _settle(
     return settled
 
 
+class _LiveReport:
+    """Rewrites a sweep's report, at most as often as its own cost allows (~10% of the time)."""
+
+    def __init__(self, root: Path, sweep: str) -> None:
+        self.root, self.sweep = root, sweep
+        self._next = 0.0
+
+    def refresh(self, force: bool = False) -> Path | None:
+        if not force and time.monotonic() < self._next:
+            return None
+        from .report import write_report
+
+        t0 = time.monotonic()
+        try:
+            path = write_report(self.root, sweep=self.sweep, render_notebooks="failed")
+        except Exception as exc:  # a report problem never stops a sweep
+            log.warning("%s: the report could not be written (%s)", self.sweep, exc)
+            return None
+        self._next = time.monotonic() + max(2.0, 10 * (time.monotonic() - t0))
+        return path
+
+
 def _wait_for(spec: RunSpec) -> Outcome:
     """A run another conductor is executing: wait until it is released, then read it."""
     lock = RunLock(spec.run_dir)
@@ -327,22 +351,25 @@ def execute_sweep(
     backend_options: Mapping[str, Any] | None = None,
     progress: bool = True,
     dry_run: bool = False,
+    report: bool = False,
+    live_report: bool = False,
 ) -> SweepReport:
     """Plan and execute a sweep; index every run as it finishes.
 
     ``backend``: a joblib backend (default: joblib's current one, so ``parallel_config`` applies)
     or ``dask`` / ``dask-local`` / ``slurm``; ``client`` is a ``dask.distributed.Client`` for
     ``dask``; ``backend_options`` go to the distributed backend (scheduler address, SLURM
-    partition and time, ...).
+    partition and time, ...). ``report`` writes ``<runs root>/<sweep>/report.html`` at the end
+    (``report.report_path``); ``live_report`` also refreshes it as runs finish.
     """
     t0 = time.perf_counter()
     options = options or RunOptions()
     root = Path(runs_root).absolute()
     specs = sweep.expand(root)
     plan = plan_runs(specs, force=force, only=only)
-    report = SweepReport(sweep.name, root, plan)
+    sweep_report = SweepReport(sweep.name, root, plan)
     if dry_run:
-        return report
+        return sweep_report
     from .kernel import check_kernel_name
 
     check_kernel_name(options.kernel)
@@ -373,7 +400,7 @@ def execute_sweep(
         if outcome.kind == "busy":
             busy.append(outcome.spec)
             return
-        report.outcomes.append(outcome)
+        sweep_report.outcomes.append(outcome)
         if outcome.result is not None and outcome.kind == "ran":
             if not outcome.indexed:
                 data = outcome.result.to_json()
@@ -383,7 +410,10 @@ def execute_sweep(
             tally["skipped"] += 1
         bar.set_postfix(tally, refresh=False)
         bar.update(1)
+        if live_report:
+            live.refresh()
 
+    live = _LiveReport(root, sweep.name)
     pending = {s.run_dir: s for s in plan.to_run}
     strikes: Counter[Path] = Counter()
     try:
@@ -402,7 +432,7 @@ def execute_sweep(
             except InputError:  # the backend cannot start (missing extra, no scheduler)
                 raise
             except KeyboardInterrupt:
-                report.interrupted = True
+                sweep_report.interrupted = True
                 if backend in DISTRIBUTED_BACKENDS:
                     outcomes.close()  # stops the runs still going on the cluster
                 error = "Interrupted: the sweep was stopped while this run executed"
@@ -417,14 +447,16 @@ def execute_sweep(
                 for outcome in _settle(batch, DIED, error, since, strikes, limit=2):
                     pending.pop(outcome.spec.run_dir, None)
                     handle(outcome)
-        if not report.interrupted:
+        if not sweep_report.interrupted:
             for spec in busy:
                 handle(_wait_for(spec))
     finally:
         bar.close()
         index.compact()
-        report.wall_s = time.perf_counter() - t0
-    return report
+        if report or live_report:
+            sweep_report.report_path = live.refresh(force=True)
+        sweep_report.wall_s = time.perf_counter() - t0
+    return sweep_report
 
 
 def run_sweep(

@@ -23,6 +23,7 @@ from nbformat import NotebookNode
 from .config import is_variable_name
 from .errors import FlowError
 from .rundir import atomic_write_text
+from .spec import ERROR_ANCHOR
 
 __all__ = [
     "CONFIG_TAG",
@@ -44,8 +45,6 @@ PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 CONFIG_TAG = "ductaflow-config"
 ERROR_TAG = "ductaflow-error"
-#: HTML id of the marker placed just above the failing cell; ``notebook.html#<id>`` opens there.
-ERROR_ANCHOR = "ductaflow-error"
 
 
 def read_flow(path: Path) -> tuple[NotebookNode, str]:
@@ -166,13 +165,13 @@ def mark_failure(nb: NotebookNode, index: int, status: str, error: str) -> None:
     top = nbformat.v4.new_markdown_cell(
         f'<div style="border:2px solid #c0392b;padding:0.5em;">\n\n'
         f"**ductaflow: this run ended `{status}` at cell {number}** "
-        f"([jump to it](#{ERROR_ANCHOR})):\n\n`{err}`\n\n</div>\n",
+        f"([jump to it](#{ERROR_ANCHOR})):\n\n<code>{err}</code>\n\n</div>\n",
         metadata={"tags": [ERROR_TAG]},
     )
     here = nbformat.v4.new_markdown_cell(
         f'<span id="{ERROR_ANCHOR}"></span>\n\n'
         f"**ductaflow: the run ended `{status}` in the cell below** (cell {number}: "
-        f"`{html.escape(first_line[:80], quote=False)}`)\n",
+        f"<code>{html.escape(first_line[:80], quote=False)}</code>)\n",
         metadata={"tags": [ERROR_TAG]},
     )
     top["id"] = "ductaflow-error-summary"

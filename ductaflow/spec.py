@@ -17,6 +17,7 @@ from .errors import FlowError
 
 __all__ = [
     "BAD_STATUSES",
+    "ERROR_ANCHOR",
     "STATUSES",
     "FlowRef",
     "FlowResult",
@@ -36,6 +37,8 @@ NOT_RUN = "not-run"  # a flow after the one that failed
 STATUSES = (OK, FAILED, TIMEOUT, DIED, INTERRUPTED, RUNNING)
 #: Statuses of a run that finished without success.
 BAD_STATUSES = (FAILED, TIMEOUT, DIED, INTERRUPTED)
+#: HTML id of the marker just above a failed run's failing cell: ``<notebook>.html#<id>``.
+ERROR_ANCHOR = "ductaflow-error"
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,12 @@ def test_sweep_runs_indexes_and_resumes(tmp_path: Path) -> None:
     summary = proc.stdout.strip().splitlines()[-1]
     assert "s: FAILED: 2 ok, 1 failed, 0 timeout, 0 died, 0 interrupted, 0 skipped" in summary
     assert summary.endswith(f"-> {tmp_path / 'runs' / 'index.csv'}")
+    report = tmp_path / "runs" / "s" / "report.html"
+    assert proc.stdout.splitlines()[0] == f"report -> {report}"
+    (failed_dir,) = (tmp_path / "runs" / "s").glob("fail=true*")
+    assert "#ductaflow-error" in report.read_text()
+    assert 'id="ductaflow-error"' in (failed_dir / "work_executed.html").read_text()
+    assert not list((tmp_path / "runs" / "s").glob("x=*/work_executed.html"))  # ok: on demand
 
     frame = load_index(tmp_path / "runs")
     assert len(frame) == 3
@@ -70,7 +76,8 @@ def test_sweep_runs_indexes_and_resumes(tmp_path: Path) -> None:
     assert plan.returncode == 0
     assert plan.stdout.strip() == "s: 3 runs (2 done, 1 failed); 1 to run"
 
-    again = run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path)
+    again = run_cli("sweep", "spec.json", "-j", "2", "--no-report", cwd=tmp_path)
+    assert not again.stdout.startswith("report")
     assert "1 failed, 0 timeout, 0 died, 0 interrupted, 2 skipped" in again.stdout
     counts = {d.name.split("-")[0]: executions(d) for d in run_dirs(tmp_path / "runs").values()}
     assert counts == {"fail=true_x=3": 2, "x=1": 1, "x=2": 1}

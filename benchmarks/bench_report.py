@@ -1,0 +1,223 @@
+"""The sweep report at scale: a synthetic runs root of 1,000 runs (no kernels), then the report.
+
+    python benchmarks/bench_report.py                 # 1,000 runs x 3 flows, 5 rounds
+    python benchmarks/bench_report.py --runs 10000 --rounds 3
+
+Measured apart:
+
+- the report page when every notebook's HTML is up to date (the usual re-run: one stat per
+  notebook, nothing rendered), split into its steps;
+- the page without looking at notebook HTML at all (``render_notebooks=False``);
+- rendering notebooks with nbconvert, per notebook, on a sample (the first report of a sweep
+  renders every notebook once; later reports only the new or changed ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from ductaflow.index import IndexFile, load_index
+from ductaflow.report import (
+    load_details,
+    refresh_notebooks,
+    render_html,
+    report_data,
+    write_report,
+)
+from ductaflow.rundir import write_json, write_status
+from ductaflow.spec import FlowResult, RunResult
+
+FLOWS = ("01_data_prep", "02_analysis", "03_outputs")
+
+
+def notebook(flow: str, i: int, failed: bool) -> nbformat.NotebookNode:
+    """An executed notebook of the size the demo flows make: code, prints, a table, an error."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(f"## Config\n\n| key | value |\n|---|---|\n| i | {i} |"),
+        nbformat.v4.new_code_cell("import numpy as np\nimport pandas as pd\nseed = 1"),
+        nbformat.v4.new_code_cell(
+            "data = pd.DataFrame({'x': range(5)})\ndata.describe()",
+            outputs=[
+                nbformat.v4.new_output("stream", name="stdout", text=f"wrote data.csv: {i}\n"),
+                nbformat.v4.new_output(
+                    "execute_result",
+                    data={
+                        "text/plain": "x\n0 1",
+                        "text/html": "<table><tr><td>1</td></tr>"
+                        + "<tr><td>2</td></tr>" * 8
+                        + "</table>",
+                    },
+                    execution_count=2,
+                ),
+            ],
+        ),
+    ]
+    if failed:
+        nb.cells.insert(2, nbformat.v4.new_markdown_cell('<span id="ductaflow-error"></span>'))
+        nb.cells[-1].outputs.append(
+            nbformat.v4.new_output("error", ename="ValueError", evalue="bad", traceback=["bad"])
+        )
+    return nb
+
+
+def synthesize(root: Path, n: int) -> Path:
+    """``n`` finished runs of a three-flow sweep: 5% failed, 1% timed out, like the engine's."""
+    assert n % 100 == 0, "n must be a multiple of 100"
+    started, finished = "2025-03-01T10:00:00.000+00:00", "2025-03-01T10:00:06.000+00:00"
+    for i in range(n):
+        config = {
+            "alpha": round(0.001 * (i // 100 + 1), 3),
+            "model": {"depth": i // 10 % 10, "kind": "ridge"},
+            "seed": i % 10,
+            "label": f"run {i}",
+        }
+        status = "failed" if i % 20 == 7 else "timeout" if i % 100 == 42 else "ok"
+        name = f"alpha={config['alpha']}_model.depth={config['model']['depth']}_seed={i % 10}"
+        run_dir = root / "bench" / f"{name}-{i:08x}"
+        run_dir.mkdir(parents=True)
+        write_json(run_dir / "CONFIG.json", config)
+        flows = []
+        for k, flow in enumerate(FLOWS):
+            failing = status != "ok" and k == 1
+            state = status if failing else ("not-run" if status != "ok" and k > 1 else "ok")
+            flows.append(
+                FlowResult(
+                    flow,
+                    f"/flows/{flow}.py",
+                    "0" * 64,
+                    state,
+                    f"{flow}_executed.ipynb",
+                    started,
+                    finished,
+                    1.0 + (i % 17) / 10,
+                    "ValueError: bad" if failing else None,
+                    "Traceback\nValueError: bad" if failing else None,
+                    3 if failing else None,
+                )
+            )
+            if state != "not-run":
+                nbformat.write(notebook(flow, i, failing), run_dir / f"{flow}_executed.ipynb")
+        if status == "ok" or i % 40 == 7:
+            write_json(run_dir / "results.json", {"rmse": 0.3 + (i % 37) / 100, "n_train": 140})
+        write_status(
+            RunResult(
+                run_dir,
+                status,
+                started,
+                finished,
+                3.0 + (i % 29) / 5,
+                f"h{i}",
+                tuple(flows),
+                None if status == "ok" else "ValueError: bad",
+                sweep="bench",
+                name=run_dir.name,
+            )
+        )
+    IndexFile(root).rebuild()
+    return root
+
+
+def fake_html(root: Path) -> int:
+    """Mark every notebook as rendered (an HTML file newer than it), without nbconvert."""
+    count = 0
+    for nb in root.glob("*/*/*_executed.ipynb"):
+        nb.with_suffix(".html").write_text("<html></html>")
+        count += 1
+    return count
+
+
+def median_time(fn: Callable[[], Any], rounds: int) -> tuple[float, Any]:
+    times, out = [], None
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=1_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sample", type=int, default=30, help="notebooks to render with nbconvert")
+    args = parser.parse_args()
+    print(
+        f"python {sys.version.split()[0]}; {args.runs:,} runs x {len(FLOWS)} flows; "
+        f"medians of {args.rounds} rounds\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="df-bench-report-") as tmp:
+        root = Path(tmp) / "runs"
+        t0 = time.perf_counter()
+        synthesize(root, args.runs)
+        notebooks = sorted(root.glob("*/*/*_executed.ipynb"))
+        print(
+            f"synthesized {args.runs:,} run directories, {len(notebooks):,} notebooks "
+            f"in {time.perf_counter() - t0:.1f} s\n"
+        )
+        fake_html(root)
+
+        out = root / "report.html"
+        steps: dict[str, float] = {}
+        frame = load_index(root)
+        steps["load_index"], _ = median_time(lambda: load_index(root), args.rounds)
+        steps["load_details (status.json x runs)"], details = median_time(
+            lambda: load_details(frame["run_dir"]), args.rounds
+        )
+        steps["refresh_notebooks (all up to date)"], _ = median_time(
+            lambda: refresh_notebooks(notebooks), args.rounds
+        )
+        steps["report_data"], data = median_time(
+            lambda: report_data(frame, details=details, base=root), args.rounds
+        )
+        steps["render_html"], page = median_time(lambda: render_html(data), args.rounds)
+        whole, _ = median_time(lambda: write_report(root), args.rounds)
+        bare, _ = median_time(lambda: write_report(root, render_notebooks=False), args.rounds)
+
+        print("| step | median |\n|---|---:|")
+        for step, seconds in steps.items():
+            print(f"| {step} | {seconds * 1e3:.0f} ms |")
+        print(f"| **write_report, notebooks up to date** | **{whole:.2f} s** |")
+        print(f"| write_report(render_notebooks=False) | {bare:.2f} s |")
+        print(
+            f"\nreport.html: {out.stat().st_size / 1e6:.1f} MB, {len(data.rows):,} rows, "
+            f"{len(data.results)} result charts, {page.count('<circle')} dots"
+        )
+
+        sample = notebooks[: args.sample]
+        for nb in sample:
+            nb.with_suffix(".html").unlink()
+        t0 = time.perf_counter()
+        refresh_notebooks(sample[:1])
+        first = time.perf_counter() - t0
+        per = []
+        for _ in range(args.rounds):
+            for nb in sample:
+                nb.touch()  # newer than its HTML: stale again
+            t0 = time.perf_counter()
+            refresh_notebooks(sample)  # one exporter for the batch, as write_report does
+            per.append((time.perf_counter() - t0) / len(sample))
+        each = statistics.median(per)
+        size = statistics.median(nb.with_suffix(".html").stat().st_size for nb in sample)
+        print(
+            f"\nnbconvert: first notebook {first:.2f} s (loads nbconvert and its templates), "
+            f"then {each * 1e3:.0f} ms per notebook (median of {len(per)} batches), "
+            f"{size / 1e3:.0f} kB of HTML each"
+        )
+        print(
+            f"first report of this sweep renders {len(notebooks):,} notebooks: "
+            f"about {first + each * (len(notebooks) - 1):.0f} s on one core"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,518 @@
+"""The sweep report: the data behind its charts and table, the page, and a real browser on it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import nbformat
+import pytest
+
+import ductaflow.report as report
+from ductaflow.errors import InputError
+from ductaflow.executor import execute_sweep
+from ductaflow.index import IndexFile, load_index
+from ductaflow.notebook import ERROR_ANCHOR
+from ductaflow.report import (
+    load_details,
+    refresh_notebooks,
+    render_html,
+    report_data,
+    write_report,
+)
+from ductaflow.rundir import write_json, write_status
+from ductaflow.spec import FlowResult, RunResult
+from ductaflow.sweep import Sweep
+
+CHROMIUM = Path("/usr/bin/chromium")
+HOSTILE = '<script>alert("x")</script>'
+
+
+# -- a runs root made without kernels ------------------------------------------------------------
+def make_run(
+    root: Path,
+    name: str,
+    config: Mapping[str, Any],
+    *,
+    status: str = "ok",
+    results: Mapping[str, Any] | None = None,
+    flows: Sequence[str] = ("prep", "fit"),
+    failing: str | None = None,
+    error: str | None = None,
+    duration: float = 2.0,
+    sweep: str = "s",
+    started: str = "2025-03-01T10:00:00.000+00:00",
+) -> Path:
+    """One run directory as the engine leaves it: CONFIG.json, results, status, notebooks."""
+    run_dir = root / sweep / name
+    run_dir.mkdir(parents=True)
+    write_json(run_dir / "CONFIG.json", dict(config))
+    if results is not None:
+        write_json(run_dir / "results.json", dict(results))
+    flow_results = []
+    state = "ok"
+    for flow in flows:
+        if state != "ok":
+            flow_results.append(
+                FlowResult(flow, f"/f/{flow}.py", "0", "not-run", f"{flow}_executed.ipynb")
+            )
+            continue
+        if flow == failing:
+            state = status
+        cell = 2 if flow == failing else None
+        flow_results.append(
+            FlowResult(
+                flow,
+                f"/f/{flow}.py",
+                "0",
+                state,
+                f"{flow}_executed.ipynb",
+                duration_s=duration / len(flows),
+                error=error if cell else None,
+                failed_cell=cell,
+            )
+        )
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+        nbformat.write(nb, run_dir / f"{flow}_executed.ipynb")
+    write_status(
+        RunResult(
+            run_dir=run_dir,
+            status=status,
+            started=started,
+            finished=started.replace("10:00:00", "10:00:02"),
+            duration_s=duration,
+            config_hash="h" + name,
+            flows=tuple(flow_results),
+            error=error,
+            traceback=f"Traceback\n{error}" if error else None,
+            failed_flow=failing,
+            sweep=sweep,
+            name=name,
+        )
+    )
+    return run_dir
+
+
+def standard_runs(root: Path) -> Path:
+    """Four runs over alpha: one failed, one timed out; noise is the same everywhere."""
+    make_run(root, "a1", {"alpha": 1, "noise": 0.3}, results={"score": 2.0, "n": 7}, duration=1.0)
+    make_run(
+        root,
+        "a2",
+        {"alpha": 2, "noise": 0.3},
+        status="failed",
+        failing="fit",
+        error="ValueError: alpha 2 is bad",
+        results={"score": 4.5, "n": 7},
+        duration=3.0,
+    )
+    make_run(root, "a3", {"alpha": 3, "noise": 0.3}, results={"score": 6.0, "n": 7}, duration=2.0)
+    make_run(
+        root,
+        "a4",
+        {"alpha": 4, "noise": 0.3},
+        status="timeout",
+        failing="prep",
+        error="CellTimeout: the cell exceeded --timeout 1 s",
+        duration=10.0,
+    )
+    IndexFile(root).rebuild()
+    return root
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    return standard_runs(tmp_path / "runs")
+
+
+def data_for(root: Path, base: Path | None = None) -> report.ReportData:
+    frame = load_index(root)
+    return report_data(frame, details=load_details(frame["run_dir"]), base=base or root)
+
+
+# -- the data behind the page --------------------------------------------------------------------
+def test_public_api() -> None:
+    assert set(report.__all__) >= {
+        "report_data",
+        "render_html",
+        "write_report",
+        "add_report_parser",
+        "cmd_report",
+        "ReportData",
+        "refresh_notebooks",
+    }
+    assert all(hasattr(report, name) for name in report.__all__)
+
+
+def test_header_counts_and_times(runs: Path) -> None:
+    header = data_for(runs).header
+    assert header.title == "s"
+    assert header.n_runs == 4
+    assert header.counts == (("failed", 1), ("timeout", 1), ("ok", 2))
+    assert header.n_bad == 2
+    assert header.total_s == pytest.approx(16.0)
+    assert header.median_s == pytest.approx(2.5)
+    assert header.started is not None and header.started.isoformat().startswith("2025-03-01T10")
+    assert header.wall_s == pytest.approx(2.0)
+    assert header.constants == (("noise", "0.3"),)
+    assert header.constant_results == (("n", "7"),)
+
+
+def test_table_lists_failures_first(runs: Path) -> None:
+    data = data_for(runs)
+    assert [(r.run, r.status) for r in data.rows] == [
+        ("a2", "failed"),
+        ("a4", "timeout"),
+        ("a1", "ok"),
+        ("a3", "ok"),
+    ]
+    assert data.param_columns == ("alpha",)  # noise is the same everywhere: in the header
+    assert data.result_columns == ("n", "score")
+    failed = data.rows[0]
+    assert failed.error == "ValueError: alpha 2 is bad"
+    assert [v.text for v in failed.params] == ["2"]
+    assert [v.text for v in failed.results] == ["7", "4.5"]
+    assert failed.results[1].sort == 4.5
+    assert "alpha 2 is bad" in failed.traceback
+
+
+def test_only_varied_params_are_charted(runs: Path) -> None:
+    data = data_for(runs)
+    assert [c.param for c in data.status_by_param] == ["alpha"]
+    bars = {b.label: dict(b.counts) for b in data.status_by_param[0].bars}
+    assert bars == {"1": {"ok": 1}, "2": {"failed": 1}, "3": {"ok": 1}, "4": {"timeout": 1}}
+    # score varies and is charted against alpha; n is the same everywhere: not charted
+    assert [(s.result, s.param) for s in data.results] == [("score", "alpha")]
+
+
+def test_result_series_has_one_point_per_run_that_recorded_it(runs: Path) -> None:
+    (series,) = data_for(runs).results
+    assert series.categories == ("1", "2", "3", "4")
+    points = sorted((p.run, p.x, p.y, p.status) for p in series.points)
+    # a4 recorded nothing: no point; a2 recorded a score before it failed: a failed point
+    assert points == [("a1", 0, 2.0, "ok"), ("a2", 1, 4.5, "failed"), ("a3", 2, 6.0, "ok")]
+
+
+def test_many_numeric_values_get_an_axis_and_bins(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    for i in range(30):
+        alpha = 10.0 ** (i / 10 - 1)  # 0.1 .. 79: three decades
+        status = "failed" if i % 10 == 0 else "ok"
+        make_run(
+            root,
+            f"r{i:02d}",
+            {"alpha": alpha},
+            status=status,
+            failing="fit" if status != "ok" else None,
+            error="E: x" if status != "ok" else None,
+            results={"loss": float(i)},
+            duration=1.0 + i,
+        )
+    IndexFile(root).rebuild()
+    data = data_for(root)
+    (series,) = data.results
+    assert series.categories == () and series.log_x
+    assert sorted(p.x for p in series.points)[0] == pytest.approx(0.1)
+    (status,) = data.status_by_param
+    assert 2 <= len(status.bars) <= report.MAX_STATUS_BARS
+    assert sum(b.total for b in status.bars) == 30
+    assert sum(dict(b.counts).get("failed", 0) for b in status.bars) == 3
+    hist = data.durations
+    assert hist.n == 30
+    assert hist.edges[0] <= 1.0 and hist.edges[-1] >= 30.0
+    assert sum(dict(hist.counts)["failed"]) == 3
+    page = render_html(data)
+    assert "alpha (log scale)" in page and page.count('<circle class="pt') == 30
+
+
+def test_failed_runs_link_to_their_error(runs: Path) -> None:
+    data = data_for(runs)
+    by_run = {r.run: r for r in data.rows}
+    failed = by_run["a2"]
+    prep, fit = failed.notebooks
+    assert fit.href == f"s/a2/fit_executed.html#{ERROR_ANCHOR}"
+    assert fit.status == "failed" and "cell 2" in fit.title
+    assert prep.href == "s/a2/prep_executed.html"
+    assert failed.error_href == fit.href
+    timed_out = by_run["a4"]
+    assert timed_out.notebooks[0].href == f"s/a4/prep_executed.html#{ERROR_ANCHOR}"
+    assert timed_out.notebooks[1].href is None  # fit never ran
+    ok = by_run["a1"]
+    assert all(n.href and "#" not in n.href for n in ok.notebooks)
+    assert ok.error_href is None
+    assert ok.config.href == "s/a1/CONFIG.json"
+    assert (runs / unquote(ok.config.href)).is_file()
+
+
+def test_links_without_status_json_come_from_the_index(runs: Path) -> None:
+    data = report_data(load_index(runs), base=runs)  # no details: flow.* columns only
+    failed = next(r for r in data.rows if r.run == "a2")
+    assert [n.label for n in failed.notebooks] == ["fit", "prep"]
+    assert failed.error_href is not None and failed.error_href.endswith(f"#{ERROR_ANCHOR}")
+
+
+def test_hostile_strings_are_escaped(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    evil_key = '<b onmouseover="x">k'
+    for i, value in enumerate([HOSTILE, "plain"]):
+        make_run(
+            root,
+            f"r{i}",
+            {"label": value, evil_key: i, "alpha": i},
+            status="failed",
+            failing="fit",
+            error=f'Boom: "><img src=x onerror=alert(1)> {HOSTILE}',
+            results={"score": float(i), "note": HOSTILE},
+        )
+    IndexFile(root).rebuild()
+    page = render_html(data_for(root))
+    assert page.count("<script") == 1  # ours only
+    assert "<img" not in page and "<b " not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "&lt;b onmouseover=&quot;x&quot;&gt;k" in page
+
+
+def test_page_loads_nothing_from_the_network(runs: Path) -> None:
+    page = render_html(data_for(runs))
+    assert "http://" not in page and "https://" not in page
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", page)
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    assert page.count("<svg") == 4  # durations, seconds per flow, status by alpha, score
+
+
+def test_charts_hold_their_marks(runs: Path) -> None:
+    page = render_html(data_for(runs))
+    assert len(re.findall(r'<circle class="pt st-(?:ok|failed)"', page)) == 3
+    assert len(re.findall(r'<circle class="pt st-failed"', page)) == 1
+    assert len(re.findall(r'<rect class="seg st-', page)) == 4
+    assert 'class="bar st-timeout"' in page
+    assert f'href="s/a2/fit_executed.html#{ERROR_ANCHOR}"' in page
+
+
+# -- files: notebooks, paths, moved folders --------------------------------------------------------
+def test_notebooks_render_only_when_missing_or_stale(tmp_path: Path) -> None:
+    nb_path = tmp_path / "flow_executed.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Hello <b>there</b>")])
+    nbformat.write(nb, nb_path)
+    html_path = nb_path.with_suffix(".html")
+    assert refresh_notebooks([nb_path]) == {nb_path: html_path}
+    first = html_path.stat().st_mtime_ns
+    assert "Hello" in html_path.read_text(encoding="utf-8")
+    refresh_notebooks([nb_path])
+    assert html_path.stat().st_mtime_ns == first  # up to date: not rendered again
+    later = time.time() + 5
+    os.utime(nb_path, (later, later))
+    refresh_notebooks([nb_path])
+    assert html_path.stat().st_mtime_ns > first
+    nb_path.write_text("not a notebook")
+    os.utime(nb_path, (later + 5, later + 5))
+    assert refresh_notebooks([nb_path]) == {nb_path: None}  # logged, never raised
+
+
+def test_write_report_for_a_sweep_links_relative_to_the_page(runs: Path, tmp_path: Path) -> None:
+    out = write_report(runs, sweep="s", render_notebooks=False)
+    assert out == runs / "s" / "report.html"
+    page = out.read_text(encoding="utf-8")
+    # no HTML rendered: the notebooks are linked as .ipynb, which exist
+    hrefs = re.findall(r'href="([^"#]+)(?:#[^"]*)?"', page)
+    notebooks = {h for h in hrefs if h.endswith(".ipynb")}
+    assert len(notebooks) == 7 and all((out.parent / unquote(h)).is_file() for h in notebooks)
+    assert "a2/fit_executed.ipynb" in page and f"ipynb#{ERROR_ANCHOR}" not in page
+    # the folder moves: the report made there still finds every run
+    moved = tmp_path / "elsewhere" / "runs"
+    shutil.copytree(runs, moved)
+    shutil.rmtree(runs)
+    out = write_report(moved, output=moved / "r" / "page.html", render_notebooks=False)
+    page = out.read_text(encoding="utf-8")
+    configs = re.findall(r'href="([^"]+CONFIG\.json)"', page)
+    assert len(configs) == 4 and all((out.parent / unquote(h)).is_file() for h in configs)
+
+
+def test_write_report_rejects_unknown_sweeps_and_empty_roots(runs: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no runs of sweep 'nope'; sweeps there: s"):
+        write_report(runs, sweep="nope")
+    with pytest.raises(InputError, match="no such runs root"):
+        write_report(tmp_path / "missing")
+
+
+def test_cli_parser_and_command(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="ductaflow")
+    report.add_report_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["report", str(runs), "--sweep", "s", "-o", str(runs / "x.html"), "--no-notebooks"]
+    )
+    assert report.cmd_report(args) == 0
+    assert (runs / "x.html").is_file()
+    assert str(runs / "x.html") in capsys.readouterr().out
+    defaults = parser.parse_args(["report"])
+    assert defaults.runs_root == Path("runs") and defaults.sweep is None
+
+
+# -- end to end: real kernels, a real browser ------------------------------------------------
+RECORD_FLOW = """\
+# %% tags=["parameters"]
+alpha = 1
+
+# %%
+import ductaflow
+ductaflow.record("score", alpha * 2)
+"""
+
+CHECK_FLOW = """\
+# %% tags=["parameters"]
+alpha = 1
+
+# %%
+print("checking", alpha)
+
+# %%
+if alpha == 2:
+    raise ValueError("alpha 2 is not allowed")
+"""
+
+# Opens the report in a frame, then writes what the browser drew into its own DOM for --dump-dom.
+PROBE = """<!DOCTYPE html><html><body>
+<iframe id="f" src="report.html" style="width:1400px;height:1600px"></iframe>
+<pre id="out">not loaded</pre>
+<script>
+window.addEventListener("load", function () {
+  var out = document.getElementById("out");
+  try {
+    var d = document.getElementById("f").contentDocument;
+    function marks(sel) {
+      return Array.prototype.map.call(d.querySelectorAll(sel), function (el) {
+        var box = el.getBBox();
+        return {fill: getComputedStyle(el).fill, w: box.width, h: box.height};
+      });
+    }
+    function runs() {
+      return Array.prototype.map.call(d.querySelectorAll("table.runs tbody tr"), function (r) {
+        return r.cells[1].textContent.trim();
+      });
+    }
+    var before = runs();
+    var score = Array.prototype.find.call(d.querySelectorAll("table.runs th"), function (th) {
+      return th.textContent.indexOf("score") >= 0;
+    });
+    score.click();
+    out.textContent = JSON.stringify({
+      svgs: d.querySelectorAll("svg.chart").length,
+      points: marks("svg.chart.result circle.pt"),
+      bars: marks("svg.chart.durations rect.bar"),
+      segments: marks("svg.chart.status rect.seg"),
+      sortable: d.querySelector("table.runs").className,
+      before: before,
+      sorted: runs()
+    });
+  } catch (e) { out.textContent = "error: " + e; }
+});
+</script></body></html>
+"""
+
+
+BROWSER_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+)  # fmt: skip
+
+
+def chromium(*args: str, profile: Path) -> str:
+    """Headless Chromium with a fresh profile; its stdout."""
+    done = subprocess.run(
+        [str(CHROMIUM), *BROWSER_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert done.returncode == 0, f"chromium exited {done.returncode}: {done.stderr[-2000:]}"
+    return done.stdout
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", "not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def rgb(color: str) -> str:
+    r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgb({r}, {g}, {b})"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="needs /usr/bin/chromium (apt-get install -y chromium; .ci/run installs it)",
+)
+def test_report_of_a_real_sweep_in_a_real_browser(tmp_path: Path) -> None:
+    record, check = tmp_path / "record.py", tmp_path / "check.py"
+    record.write_text(RECORD_FLOW)
+    check.write_text(CHECK_FLOW)
+    root = tmp_path / "runs"
+    sweep = Sweep(name="t", flows=(record, check), grid={"alpha": [1, 2, 3]})
+    result = execute_sweep(sweep, runs_root=root, n_jobs=2, progress=False)
+    assert sorted(o.result.status for o in result.outcomes if o.result) == ["failed", "ok", "ok"]
+
+    out = write_report(root, sweep="t")
+    assert out == root / "t" / "report.html"
+    page = out.read_text(encoding="utf-8")
+    failed_dir = next(p for p in (root / "t").iterdir() if p.name.startswith("alpha=2"))
+
+    # the failed run's link opens its rendered notebook at the failing cell
+    links = re.findall(r'href="([^"]+)#' + ERROR_ANCHOR + '"', page)
+    assert links, "no link to a failing cell"
+    target = (out.parent / unquote(links[0])).resolve()
+    assert target == (failed_dir / "check_executed.html").resolve()
+    assert f'id="{ERROR_ANCHOR}"' in target.read_text(encoding="utf-8")
+    assert (failed_dir / "record_executed.html").is_file()
+
+    # rendered notebooks are kept while they are up to date
+    stamps = {p: p.stat().st_mtime_ns for p in root.glob("t/*/*_executed.html")}
+    assert len(stamps) == 6
+    write_report(root, sweep="t")
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+    # the browser draws the charts with their marks, and the table sorts
+    (out.parent / "probe.html").write_text(PROBE, encoding="utf-8")
+    probe = (out.parent / "probe.html").as_uri()
+    dom = chromium(
+        "--allow-file-access-from-files", "--dump-dom", probe, profile=tmp_path / "profile-dom"
+    )
+    found = re.search(r'<pre id="out">(.*?)</pre>', dom, re.S)
+    assert found, dom[-2000:]
+    drawn = json.loads(found.group(1).replace("&quot;", '"'))
+    assert drawn["svgs"] == 4  # durations, per flow, status by alpha, score by alpha
+    points = drawn["points"]
+    assert len(points) == 3 and all(p["w"] > 0 and p["h"] > 0 for p in points)
+    fills = sorted(p["fill"] for p in points)
+    assert fills == sorted(
+        [rgb(report.STATUS_COLORS["ok"])] * 2 + [rgb(report.STATUS_COLORS["failed"])]
+    )
+    assert sum(1 for b in drawn["bars"] if b["h"] > 0) >= 2
+    assert {s["fill"] for s in drawn["segments"]} == {
+        rgb(report.STATUS_COLORS["ok"]),
+        rgb(report.STATUS_COLORS["failed"]),
+    }
+    assert "sortable" in drawn["sortable"]
+    assert drawn["before"][0].startswith("alpha=2")  # failures first
+    assert [r.split("-")[0] for r in drawn["sorted"]] == ["alpha=1", "alpha=2", "alpha=3"]
+
+    shot = tmp_path / "report.png"
+    chromium(
+        "--hide-scrollbars",
+        f"--screenshot={shot}",
+        "--window-size=1400,1800",
+        out.as_uri(),
+        profile=tmp_path / "profile-shot",
+    )
+    assert png_size(shot) == (1400, 1800)
+    assert shot.stat().st_size > 20_000  # a blank page is a few kB
