@@ -24,7 +24,9 @@ def repo_copy(tmp_path: Path) -> Path:
 def test_demo_sweep_and_csv_sweep(repo_copy: Path) -> None:
     proc = run_cli("sweep", "sweeps/demo.json", "-j", "2", cwd=repo_copy, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("demo: ok: 7 ok, 0 failed")
+    report, summary = proc.stdout.strip().splitlines()
+    assert summary.startswith("demo: ok: 7 ok, 0 failed")
+    assert report.startswith("report -> ") and report.endswith("runs/demo/report.html")
     frame = load_index(repo_copy / "runs")
     assert len(frame) == 7 and set(frame["status"]) == {"ok"}
     assert frame["result.rmse"].between(0, 2).all()
