@@ -8,9 +8,11 @@ it left behind are recorded (``died`` / ``interrupted``) from the conductor, and
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import threading
 import time
 import traceback
 from collections import Counter
@@ -131,23 +133,10 @@ def _run_task(
     """Claim, re-check, execute and index one run. Never raises: every fault becomes a record.
 
     ``conductor``: the pid of the sweep's conductor; a pool worker whose parent it is stops its
-    run when the conductor dies. ``index_root``: append the run's index row here, from the
-    worker, so that a run that finished is indexed even if the conductor was killed meanwhile.
+    run when the conductor dies. ``index_root``: append the run's index row there from the
+    worker, before the claim is released, so that once no process holds a run's claim its
+    result is in the index, even if the conductor was killed meanwhile.
     """
-    outcome = _run_claimed(spec, options, force, since, conductor)
-    if index_root is not None and outcome.kind == "ran" and outcome.result is not None:
-        try:
-            IndexFile(index_root).append(build_row(spec.run_dir, outcome.result.to_json(),
-                                                   spec.config))  # fmt: skip
-            return Outcome(spec, outcome.kind, outcome.result, indexed=True)
-        except OSError as exc:
-            log.warning("%s: could not append to the index (%s); the conductor will", spec, exc)
-    return outcome
-
-
-def _run_claimed(
-    spec: RunSpec, options: RunOptions, force: bool, since: str, conductor: int | None
-) -> Outcome:
     try:
         spec.run_dir.mkdir(parents=True, exist_ok=True)
         lock = RunLock(spec.run_dir)
@@ -159,10 +148,13 @@ def _run_claimed(
                 if not force or (status.get("started") or "") >= since:
                     return Outcome(spec, "skipped", RunResult.from_json(status, spec.run_dir))
             worker = conductor is not None and os.getppid() == conductor
-            try:
-                return Outcome(spec, "ran", execute_run(spec, options, stop_with_parent=worker))
-            except RunInterrupted as exc:
-                return Outcome(spec, "ran", exc.result)
+            guard = _orphan_guard(conductor) if worker and conductor is not None else None
+            with guard or contextlib.nullcontext():
+                try:
+                    result = execute_run(spec, options, stop_with_parent=worker)
+                except RunInterrupted as exc:
+                    result = exc.result
+                return _indexed(Outcome(spec, "ran", result), index_root)
         finally:
             lock.release()
     except BaseException as exc:  # a fault of ductaflow's own, recorded against the run
@@ -172,11 +164,43 @@ def _run_claimed(
             config_hash=spec.config_hash, error=f"ductaflow internal error: {exc!r}",
             traceback=traceback.format_exc(), sweep=spec.sweep, name=spec.name,
         )  # fmt: skip
-        try:
+        with contextlib.suppress(OSError):
             write_status(result)
-        except OSError:
-            pass
         return Outcome(spec, "ran", result)
+
+
+@functools.cache
+def _orphan_guard(conductor: int) -> threading.Lock:
+    """In a pool worker: exit once the conductor is gone and no run is being recorded.
+
+    An orphaned loky worker would otherwise wait for tasks forever. Runs hold the returned lock,
+    so the worker never exits halfway through recording one (the engine stops a run whose
+    conductor died, records it and kills its kernel).
+    """
+    busy = threading.Lock()
+
+    def watch() -> None:
+        while os.getppid() == conductor:
+            time.sleep(1.0)
+        with busy:
+            os._exit(0)
+
+    threading.Thread(target=watch, name="ductaflow-orphan-guard", daemon=True).start()
+    return busy
+
+
+def _indexed(outcome: Outcome, index_root: Path | None) -> Outcome:
+    """Append the outcome's row to the index (from a worker); the conductor does it otherwise."""
+    if index_root is None or outcome.result is None:
+        return outcome
+    spec = outcome.spec
+    try:
+        IndexFile(index_root).append(build_row(spec.run_dir, outcome.result.to_json(),
+                                               spec.config))  # fmt: skip
+    except OSError as exc:
+        log.warning("%s: could not append to the index (%s); the conductor will", spec, exc)
+        return outcome
+    return Outcome(spec, outcome.kind, outcome.result, indexed=True)
 
 
 # -- running a sweep ----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,6 +167,22 @@ class Kernel:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
 
+async def _uncancelled(start: Awaitable[AsyncKernelManager]) -> AsyncKernelManager:
+    """Await a kernel start; if cancelled meanwhile, let it finish and kill what it started.
+
+    Without this, a cancel that lands after the kernel process was spawned, but before the
+    start returned its manager, would leave the kernel running with no one to stop it.
+    """
+    task = asyncio.ensure_future(start)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            km = await task
+            await km.shutdown_kernel(now=True)
+        raise
+
+
 async def open_kernel(
     starter: KernelStarter,
     cwd: Path,
@@ -180,7 +196,8 @@ async def open_kernel(
     km: AsyncKernelManager | None = None
     kc: AsyncKernelClient | None = None
     try:
-        km = await starter.start(cwd, env if env is not None else os.environ, log_path)
+        environ = env if env is not None else os.environ
+        km = await _uncancelled(starter.start(cwd, environ, log_path))
         kc = km.client()
         kc.start_channels()
         await asyncio.wait_for(kc.wait_for_ready(timeout=startup_timeout), startup_timeout + 5)

@@ -17,6 +17,7 @@ from conftest import FLOWS, read_json, run_cli, wait_for, wait_no_kernels
 
 from ductaflow.executor import execute_sweep
 from ductaflow.index import load_index
+from ductaflow.rundir import is_claimed, read_status
 from ductaflow.spec import RunOptions
 from ductaflow.sweep import Sweep
 
@@ -160,9 +161,12 @@ def test_killed_conductor_leaves_every_finished_run_indexed(tmp_path: Path) -> N
     proc.kill()
     proc.wait(timeout=10)
     assert not wait_no_kernels(tmp_path, seconds=15), "kernels outlived the killed conductor"
+    wait_for(  # the orphaned workers stop their runs and record them, then let go
+        lambda: not any(is_claimed(d) for d in run_dirs(root).values()), what="claims released"
+    )
 
     ok_on_disk = {
-        str(d) for d in run_dirs(root).values() if read_json(d / "status.json")["status"] == "ok"
+        str(d) for d in run_dirs(root).values() if (read_status(d) or {}).get("status") == "ok"
     }
     indexed_ok = {r["run_dir"] for r in index_rows(root) if r["status"] == "ok"}
     assert ok_on_disk and ok_on_disk <= indexed_ok, "a finished run is missing from the index"
