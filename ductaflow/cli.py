@@ -32,6 +32,14 @@ def _positive(text: str) -> float:
     return value
 
 
+def _modules(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    bad = [name for name in names if not all(part.isidentifier() for part in name.split("."))]
+    if bad:
+        raise InputError(f"--preload {bad[0]!r}: give module names separated by commas")
+    return names
+
+
 def _execution_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=_positive, metavar="S", help="seconds one cell may run")
     parser.add_argument(
@@ -87,6 +95,14 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--slurm-mem", metavar="SIZE", help="SLURM memory per job, e.g. 4G")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sweep.add_argument(
+        "--no-warm", action="store_true",
+        help="start every kernel from scratch instead of forking it from a warm process",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--preload", metavar="MODULES", default="",
+        help="modules the warm process imports for every kernel, e.g. pandas,numpy",
+    )  # fmt: skip
+    sweep.add_argument(
         "--report", action="store_true",
         help="keep <runs root>/<sweep>/report.html current while the sweep runs",
     )  # fmt: skip
@@ -119,7 +135,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     digest = config_hash(config)
     run_dir = args.run_dir or Path("runs", "manual", f"{flow.name}-{digest[:8]}")
     spec = RunSpec(run_dir.absolute(), config, (flow,), config_hash=digest)
-    options = RunOptions(timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel)
+    # One kernel: a warm process would only add its own start to it.
+    options = RunOptions(
+        timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel, warm=False
+    )
     try:
         result = execute_run(spec, options)
     except RunInterrupted as exc:
@@ -157,7 +176,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     sweep = Sweep.load(args.spec, **overrides)
     options = RunOptions(
         timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel,
-        retries=args.retries,
+        retries=args.retries, warm=not args.no_warm, preload=_modules(args.preload),
     )  # fmt: skip
     backend_options = {
         key: value

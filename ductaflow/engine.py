@@ -26,7 +26,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 from .errors import DuctaflowError, ExecutionError
-from .kernel import STARTUP_TIMEOUT, Kernel, KernelStarter, StandardStarter, open_kernel
+from .kernel import STARTUP_TIMEOUT, Kernel, KernelStarter, open_kernel
 from .notebook import (
     add_error_output,
     build_notebook,
@@ -340,7 +340,10 @@ def execute_run(
     it, or (with ``stop_with_parent``, for pool workers) when this process's parent died.
     """
     options = options or RunOptions()
-    starter = starter or StandardStarter(options.kernel)
+    if starter is None:
+        from .warm import make_starter
+
+        starter = make_starter(options.kernel, options.warm, options.preload)
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(
         spec.run_dir / CONFIG_FILE, json.dumps(spec.config, indent=2, ensure_ascii=False) + "\n"
@@ -360,6 +363,8 @@ def run_flow(
     *,
     run_timeout: float | None = None,
     kernel: str | None = None,
+    warm: bool = False,
+    preload: tuple[str, ...] = (),
 ) -> RunResult:
     """Execute one flow with ``config`` in ``run_dir`` and return what happened.
 
@@ -384,7 +389,10 @@ def run_flow(
         flows=(FlowRef.from_path(flow),),
         config_hash=config_hash(config),
     )
-    return execute_run(spec, RunOptions(timeout=timeout, run_timeout=run_timeout, kernel=kernel))
+    options = RunOptions(
+        timeout=timeout, run_timeout=run_timeout, kernel=kernel, warm=warm, preload=tuple(preload)
+    )
+    return execute_run(spec, options)
 
 
 def record_abandoned(run_dir: Path, status: str, error: str) -> RunResult | None:

@@ -9,6 +9,7 @@ it left behind are recorded (``died`` / ``interrupted``) from the conductor, and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -388,6 +389,8 @@ def execute_sweep(
     """
     t0 = time.perf_counter()
     options = options or RunOptions()
+    if sweep.preload and not options.preload:
+        options = dataclasses.replace(options, preload=sweep.preload)
     root = Path(runs_root).absolute()
     specs = sweep.expand(root)
     plan = plan_runs(specs, force=force, only=only)
@@ -398,6 +401,9 @@ def execute_sweep(
 
     check_kernel_name(options.kernel)
     n_jobs = max(1, n_jobs or os.cpu_count() or 1)
+    if options.warm and len(plan.to_run) <= n_jobs:
+        # one run per worker: a warm process would only add its own start to each
+        options = dataclasses.replace(options, warm=False)
     if backend is not None and backend not in BACKENDS:
         raise InputError(f"backend {backend!r}: choose from {', '.join(BACKENDS)}")
     backend_options = dict(backend_options or {})

@@ -83,6 +83,10 @@ class RunOptions:
     kernel: str | None = None
     #: How many times a run that did not end ``ok`` is tried again.
     retries: int = 0
+    #: Fork each kernel from a warm "zygote" process (Linux, this interpreter); see ``warm``.
+    warm: bool = True
+    #: Modules the zygote imports before forking kernels (e.g. ``("pandas", "numpy")``).
+    preload: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

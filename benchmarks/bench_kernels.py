@@ -1,0 +1,266 @@
+"""Warm kernels side by side with standard ones, bare nbclient and papermill (not run in CI).
+
+    python benchmarks/bench_kernels.py [--runs 16] [--rounds 3] [--jobs 1 2 4]
+
+papermill is a benchmark-only requirement: ``pip install papermill``.
+
+For each flow (a trivial 3-cell one, and one that imports pandas and numpy), each ``-j`` and each
+runner, N runs are executed on joblib (loky, unless said otherwise) in a fresh Python process:
+
+- ``warm``: ductaflow ``execute_run`` with a ``WarmStarter`` (pandas and numpy preloaded for the
+  pandas flow; one zygote per worker process, started by its first run);
+- ``warm-threads``: the same on joblib's threading backend: one process, so one zygote;
+- ``standard``: ductaflow ``execute_run`` with a ``StandardStarter`` (a new kernel per run);
+- ``nbclient``: ``NotebookClient(nb).execute()`` with the parameter as a first cell, then saved;
+- ``papermill``: ``papermill.execute_notebook`` with ``parameters``.
+
+Reported medians over interleaved rounds: wall per run and kernel start (at -j 1), CPU seconds
+per run of the whole process tree (driver, workers, zygotes, kernels: ``RUSAGE_CHILDREN`` of the
+measuring process, whose child reaps them all), and throughput (runs/s, from the first task
+submitted to the last result, worker and zygote start-up included) at each -j.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RUNNERS = ("warm", "warm-threads", "standard", "nbclient", "papermill")
+RATIO_TO = ("papermill", "nbclient", "standard")
+
+TRIVIAL = """\
+# %% tags=["parameters"]
+i = 0
+
+# %%
+y = i + 1
+
+# %%
+print(y)
+"""
+
+PANDAS = """\
+# %% tags=["parameters"]
+i = 0
+
+# %%
+import numpy as np
+import pandas as pd
+
+# %%
+frame = pd.DataFrame({"a": np.arange(100) * i, "b": np.linspace(0, 1, 100)})
+print(frame.describe().loc["mean"].round(3).to_dict())
+"""
+
+FLOWS = {"trivial": TRIVIAL, "pandas": PANDAS}
+PRELOAD = {"trivial": [], "pandas": ["pandas", "numpy"]}
+
+
+# -- in the measured process (and its workers) --------------------------------------------------
+def one_run(runner: str, flow: str, base: str, i: int) -> tuple[float, float | None, bool]:
+    """Execute run ``i``; return its wall time, kernel start time (ductaflow only) and success."""
+    base_dir = Path(base)
+    run_dir = base_dir / "runs" / f"{runner}-{i:04d}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    kernel_start = None
+    try:
+        if runner in ("warm", "warm-threads", "standard"):
+            from ductaflow.engine import execute_run
+            from ductaflow.kernel import StandardStarter
+            from ductaflow.spec import FlowRef, RunOptions, RunSpec
+            from ductaflow.warm import WarmStarter
+
+            warm = runner.startswith("warm")
+            starter = WarmStarter(PRELOAD[flow]) if warm else StandardStarter()
+            spec = RunSpec(run_dir, {"i": i}, (FlowRef.from_path(base_dir / f"{flow}.py"),))
+            result = execute_run(spec, RunOptions(timeout=120), starter=starter)
+            kernel_start = result.flows[0].kernel_start_s
+            ok = result.ok
+        elif runner == "nbclient":
+            import nbclient
+            import nbformat
+
+            nb = nbformat.read(base_dir / f"{flow}.ipynb", as_version=4)
+            nb.cells.insert(0, nbformat.v4.new_code_cell(f"i = {i}"))
+            client = nbclient.NotebookClient(
+                nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": run_dir}}
+            )
+            client.execute()
+            nbformat.write(nb, run_dir / "out.ipynb")
+            ok = True
+        else:
+            import papermill
+
+            papermill.execute_notebook(
+                str(base_dir / f"{flow}.ipynb"),
+                str(run_dir / "out.ipynb"),
+                parameters={"i": i},
+                cwd=str(run_dir),
+                kernel_name="python3",
+                progress_bar=False,
+            )
+            ok = True
+    except Exception:
+        ok = False
+    return time.perf_counter() - t0, kernel_start, ok
+
+
+def measured(runner: str, flow: str, jobs: int, runs: int, base: str) -> dict[str, Any]:
+    """One measurement, in the process ``measure`` started: N runs on joblib at -j ``jobs``."""
+    import jupytext
+    import nbformat
+    from joblib import Parallel, delayed
+    from joblib.externals.loky import reusable_executor
+
+    import ductaflow.engine  # noqa: F401  (the driver's own imports are not timed)
+
+    if runner == "nbclient":
+        import nbclient  # noqa: F401
+    if runner == "papermill":
+        import papermill  # noqa: F401
+
+    base_dir = Path(base)
+    (base_dir / f"{flow}.py").write_text(FLOWS[flow])
+    nb = jupytext.reads(FLOWS[flow], fmt="py:percent")
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, base_dir / f"{flow}.ipynb")
+
+    backend = "threading" if runner == "warm-threads" else "loky"
+    setup = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    results = Parallel(n_jobs=jobs, backend=backend, batch_size=1)(
+        delayed(one_run)(runner, flow, base, i) for i in range(runs)
+    )
+    wall = time.perf_counter() - t0
+    if reusable_executor._executor is not None:  # reap the workers, so their CPU is counted
+        reusable_executor._executor.shutdown(wait=True)
+    return {
+        "wall": wall,
+        "run_walls": [r[0] for r in results],
+        "kernel_starts": [r[1] for r in results if r[1] is not None],
+        "ok": sum(r[2] for r in results),
+        "setup_cpu": setup.ru_utime + setup.ru_stime,
+    }
+
+
+# -- the measuring process ----------------------------------------------------------------------
+def cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(runner: str, flow: str, jobs: int, runs: int) -> dict[str, Any]:
+    """Run one measurement in a fresh process; add the CPU time of its whole process tree."""
+    with tempfile.TemporaryDirectory(prefix="df-bench-k-") as base:
+        args = json.dumps([runner, flow, jobs, runs, base])
+        cpu0, load0 = cpu_of_children(), os.getloadavg()[0]
+        proc = subprocess.run(
+            [sys.executable, __file__, "--measured", args], capture_output=True, text=True
+        )
+        cpu = cpu_of_children() - cpu0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{runner} {flow} -j{jobs} failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result.update(cpu=cpu - result["setup_cpu"], load=load0)
+    return result
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def report(
+    samples: dict[tuple[str, str, int], list[dict[str, Any]]], flows: list[str], jobs: list[int]
+) -> str:
+    """Markdown tables of the medians, and the ratios warm / others at the best -j of each."""
+    lines = [
+        "| flow | runner | wall/run -j1 (s) | kernel start -j1 (s) | CPU-s/run -j1 | CPU-s/run "
+        f"-j{jobs[-1]} | " + " | ".join(f"runs/s -j{j}" for j in jobs) + " | best runs/s |",
+        "|---" * (7 + len(jobs)) + "|",
+    ]
+    best: dict[tuple[str, str], float] = {}
+    for flow in flows:
+        for runner in RUNNERS:
+
+            def med(key: str, j: int, runner: str = runner, flow: str = flow) -> float:
+                rows = samples.get((flow, runner, j), [])
+                if key == "cpu":
+                    return median([r["cpu"] / len(r["run_walls"]) for r in rows])
+                if key == "rate":
+                    return median([len(r["run_walls"]) / r["wall"] for r in rows])
+                return median([median(r[key]) for r in rows if r[key]])
+
+            rates = [med("rate", j) for j in jobs]
+            best[flow, runner] = max(rates)
+            start = med("kernel_starts", jobs[0])
+            lines.append(
+                f"| {flow} | {runner} | {med('run_walls', jobs[0]):.2f} | "
+                + ("–" if start != start else f"{start:.2f}")
+                + f" | {med('cpu', jobs[0]):.2f} | {med('cpu', jobs[-1]):.2f} | "
+                + " | ".join(f"{r:.2f}" for r in rates)
+                + f" | {best[flow, runner]:.2f} |"
+            )
+    lines += [
+        "",
+        "| flow | best runs/s of | ÷ papermill | ÷ nbclient | ÷ standard |",
+        "|---|---|---|---|---|",
+    ]
+    for flow in flows:
+        for warm in ("warm", "warm-threads"):
+            ratios = [best[flow, warm] / best[flow, other] for other in RATIO_TO]
+            lines.append(f"| {flow} | {warm} | " + " | ".join(f"{r:.1f}×" for r in ratios) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=16, help="runs per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--flows", nargs="+", default=list(FLOWS), choices=list(FLOWS))
+    parser.add_argument("--measured", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measured:
+        print(json.dumps(measured(*json.loads(args.measured))))
+        return
+    samples: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    loads = []
+    for rnd in range(args.rounds):
+        for flow in args.flows:
+            for jobs in args.jobs:
+                order = RUNNERS[rnd % len(RUNNERS) :] + RUNNERS[: rnd % len(RUNNERS)]
+                for runner in order:
+                    result = measure(runner, flow, jobs, args.runs)
+                    samples.setdefault((flow, runner, jobs), []).append(result)
+                    loads.append(result["load"])
+                    print(
+                        f"round {rnd + 1} {flow:8} -j{jobs} {runner:9} {result['wall']:6.2f} s "
+                        f"{args.runs / result['wall']:5.2f} runs/s {result['cpu']:6.1f} CPU-s "
+                        f"ok {result['ok']}/{args.runs} load {result['load']:.2f}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    print(report(samples, args.flows, args.jobs))
+    print(
+        f"\n{args.runs} runs per measurement, {args.rounds} rounds, {os.cpu_count()} CPUs, "
+        f"load average at the start of each measurement: median {median(loads):.2f}, "
+        f"max {max(loads):.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,388 @@
+"""Warm kernels, forked from a zygote, with real kernels: isolation, failures and lifetimes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from conftest import kernels_under, wait_for
+
+from ductaflow.engine import execute_run
+from ductaflow.errors import ConfigError
+from ductaflow.kernel import StandardStarter, open_kernel
+from ductaflow.spec import FlowRef, RunOptions, RunResult, RunSpec
+from ductaflow.warm import WarmStarter, ZygoteRegistry, make_starter
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="kernels are forked on Linux only"
+)
+
+#: The environment the engine gives a kernel, for tests that start one without the engine.
+KERNEL_ENV = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+
+STATE = """# %%
+import json, os, sys
+print(json.dumps({"cwd": os.getcwd(), "var": "LEAK" in globals(),
+                  "attr": hasattr(json, "df_leak"), "pid": os.getpid(), "ppid": os.getppid()}))
+# %%
+LEAK = 1
+json.df_leak = 1
+"""
+
+RANDOM = """# %%
+import sys
+preloaded = "numpy" in sys.modules
+import random
+import numpy
+print(preloaded, random.random(), numpy.random.random())
+"""
+
+PIDS = """# %%
+import os, pathlib
+pathlib.Path("pids").write_text(f"{os.getpid()} {os.getppid()}")
+# %%
+import time
+time.sleep(SLEEP)
+"""
+
+DIES = """# %%
+import os, pathlib, subprocess
+child = subprocess.Popen(["sleep", "60"])
+pathlib.Path("child").write_text(str(child.pid))
+os._exit(1)
+"""
+
+SAME = """# %% tags=["parameters"]
+alpha = 1
+# %%
+import json, os, sys
+print(os.getcwd())
+print(json.dumps(dict(os.environ), sort_keys=True))
+print(sys.argv[0], sys.argv[3:], sys.path, sys.orig_argv[1:3])
+print(__name__, type(get_ipython()).__name__, sorted(k for k in globals() if k[0] != "_"))
+print("to stderr", file=sys.stderr)
+# %%
+alpha * 2
+# %%
+from IPython.display import Markdown, display
+display(Markdown("**bold**"))
+import numpy
+numpy.random.default_rng(alpha).random(3)
+# %%
+import ductaflow.flowapi
+ductaflow.flowapi.__name__
+"""
+
+
+@pytest.fixture(scope="module")
+def registry() -> Iterator[ZygoteRegistry]:
+    """One registry (so one zygote per preload list) for the tests that only run flows."""
+    reg = ZygoteRegistry()
+    yield reg
+    reg.close()
+
+
+def write_flow(directory: Path, source: str, name: str = "flow") -> FlowRef:
+    path = directory / f"{name}.py"
+    path.write_text(source, encoding="utf-8")
+    return FlowRef.from_path(path)
+
+
+def run(run_dir: Path, ref: FlowRef, starter: Any, timeout: float = 30, **config: Any) -> RunResult:
+    spec = RunSpec(run_dir=run_dir, config=config, flows=(ref,))
+    return execute_run(spec, RunOptions(timeout=timeout), starter=starter)
+
+
+def outputs(result: RunResult) -> list[str]:
+    """The text of each output of the run's notebook, in order."""
+    nb = nbformat.read(result.notebooks[0], as_version=4)
+    texts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            texts.append(out.get("text") or out.get("data", {}).get("text/plain", ""))
+    return texts
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie, dead but not reaped yet, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_each_run_has_its_own_process_and_clean_state(
+    tmp_path: Path, registry: ZygoteRegistry
+) -> None:
+    ref = write_flow(tmp_path, STATE)
+    starter = WarmStarter(registry=registry)
+    seen = []
+    for i in range(2):
+        result = run(tmp_path / f"r{i}", ref, starter)
+        assert result.status == "ok", result.error
+        seen.append(json.loads(outputs(result)[0]))
+    for i, state in enumerate(seen):
+        assert Path(state["cwd"]) == tmp_path / f"r{i}"
+        assert state["var"] is False and state["attr"] is False  # nothing left by the run before
+        assert state["ppid"] in registry.zygote_pids  # forked, not started the standard way
+    assert seen[0]["pid"] != seen[1]["pid"]
+    assert not alive(seen[0]["pid"]) and not alive(seen[1]["pid"])
+
+
+def test_runs_draw_different_random_numbers(tmp_path: Path, registry: ZygoteRegistry) -> None:
+    ref = write_flow(tmp_path, RANDOM)
+    starter = WarmStarter(["numpy"], registry=registry)
+    draws = []
+    for i in range(2):
+        result = run(tmp_path / f"r{i}", ref, starter)
+        assert result.status == "ok", result.error
+        preloaded, py_random, np_random = outputs(result)[0].split()
+        assert preloaded == "True"  # numpy came with the zygote
+        draws.append((py_random, np_random))
+    assert draws[0][0] != draws[1][0]
+    assert draws[0][1] != draws[1][1]
+
+
+def test_dead_kernel_and_cell_timeout_are_recorded(
+    tmp_path: Path, registry: ZygoteRegistry
+) -> None:
+    starter = WarmStarter(registry=registry)
+    died = run(tmp_path / "died", write_flow(tmp_path, DIES), starter)
+    assert died.status == "died"
+    assert "the kernel exited with code 1" in (died.error or "")
+    child = int((tmp_path / "died" / "child").read_text())
+    wait_for(lambda: not alive(child), 10, "what the dead kernel started to be killed too")
+
+    t0 = time.monotonic()
+    hang = write_flow(tmp_path, "# %%\nimport time\ntime.sleep(60)\n", "hang")
+    slow = run(tmp_path / "slow", hang, starter, timeout=1)
+    assert slow.status == "timeout"
+    assert time.monotonic() - t0 < 20
+    assert not kernels_under(tmp_path)
+
+
+def test_interrupt_reaches_the_cell(tmp_path: Path, registry: ZygoteRegistry) -> None:
+    async def interrupted() -> tuple[dict[str, Any], dict[str, Any]]:
+        kernel = await open_kernel(WarmStarter(registry=registry), tmp_path, KERNEL_ENV)
+        try:
+            kc = kernel.kc
+            kc.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(60)")
+            while True:
+                msg = await kc.get_iopub_msg(timeout=20)
+                if msg["msg_type"] == "stream" and "sleeping" in msg["content"]["text"]:
+                    break
+            await kernel.km.interrupt_kernel()
+            first = (await kc.get_shell_msg(timeout=20))["content"]
+            for _ in range(20):  # requests sent right after an error are aborted for a while
+                await asyncio.sleep(0.1)
+                kc.execute("1 + 1")
+                after = (await kc.get_shell_msg(timeout=20))["content"]
+                if after["status"] != "aborted":
+                    break
+            return first, after
+        finally:
+            await kernel.stop()
+
+    first, after = asyncio.run(interrupted())
+    assert first["status"] == "error" and first["ename"] == "KeyboardInterrupt"
+    assert after["status"] == "ok"  # the kernel lived through it
+
+
+def test_no_process_is_left_after_runs(tmp_path: Path) -> None:
+    reg = ZygoteRegistry()
+    starter = WarmStarter(registry=reg)
+    ref = write_flow(tmp_path, PIDS.replace("SLEEP", "0"))
+    kernels = []
+    for i in range(4):
+        result = run(tmp_path / f"r{i}", ref, starter)
+        assert result.status == "ok", result.error
+        kernels.append(int((tmp_path / f"r{i}" / "pids").read_text().split()[0]))
+    zygotes = reg.zygote_pids
+    assert len(zygotes) == 1
+    assert not any(alive(pid) for pid in kernels)
+    reg.close()
+    assert not alive(zygotes[0])
+    assert not kernels_under(tmp_path)
+
+
+def test_a_killed_zygote_is_replaced(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    reg = ZygoteRegistry()
+    starter = WarmStarter(registry=reg)
+    ref = write_flow(tmp_path, PIDS.replace("SLEEP", "0"))
+    try:
+        assert run(tmp_path / "r1", ref, starter).status == "ok"
+        (old,) = reg.zygote_pids
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: not alive(old), 10, "the zygote to die")
+        with caplog.at_level(logging.WARNING, logger="ductaflow"):
+            result = run(tmp_path / "r2", ref, starter)
+        assert result.status == "ok", result.error
+        (new,) = reg.zygote_pids
+        assert new != old
+        assert int((tmp_path / "r2" / "pids").read_text().split()[1]) == new
+        assert "was killed by SIGKILL; starting a new zygote" in caplog.text
+    finally:
+        reg.close()
+
+
+def test_a_zygote_killed_mid_run_takes_its_kernel_along(tmp_path: Path) -> None:
+    reg = ZygoteRegistry()
+    run_dir = tmp_path / "r"
+    pids_file = run_dir / "pids"
+
+    def kill_zygote() -> None:
+        wait_for(pids_file.exists, 60, "the kernel to start")
+        os.kill(int(pids_file.read_text().split()[1]), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_zygote)
+    killer.start()
+    try:
+        result = run(
+            run_dir, write_flow(tmp_path, PIDS.replace("SLEEP", "60")), WarmStarter(registry=reg)
+        )
+    finally:
+        killer.join()
+        reg.close()
+    assert result.status == "died"
+    assert "the kernel was killed by SIGKILL" in (result.error or "")
+    kernel = int(pids_file.read_text().split()[0])
+    wait_for(lambda: not alive(kernel), 10, "the kernel to die")
+
+
+OWNER = """
+import sys
+from pathlib import Path
+from ductaflow.engine import execute_run
+from ductaflow.spec import FlowRef, RunSpec
+from ductaflow.warm import WarmStarter
+spec = RunSpec(run_dir=Path(sys.argv[1]), config={}, flows=(FlowRef.from_path(sys.argv[2]),))
+execute_run(spec, starter=WarmStarter())
+"""
+
+
+def test_kernels_and_zygote_die_with_their_owner(tmp_path: Path) -> None:
+    run_dir = tmp_path / "r"
+    ref = write_flow(tmp_path, PIDS.replace("SLEEP", "60"))
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, str(run_dir), str(ref.path)])
+    try:
+        wait_for((run_dir / "pids").exists, 60, "the kernel to start")
+    finally:
+        owner.kill()
+        owner.wait()
+    kernel, zygote = map(int, (run_dir / "pids").read_text().split())
+    wait_for(lambda: not alive(kernel) and not alive(zygote), 10, "kernel and zygote to die")
+
+
+def test_warm_and_standard_kernels_give_the_same_notebook(tmp_path: Path) -> None:
+    ref = write_flow(tmp_path, SAME)
+    run_dir = tmp_path / "r"
+    reg = ZygoteRegistry()
+    notebooks = {}
+    try:
+        for name, starter in (("standard", StandardStarter()), ("warm", WarmStarter(registry=reg))):
+            result = run(run_dir, ref, starter, alpha=3)
+            assert result.status == "ok", result.error
+            notebooks[name] = nbformat.read(result.notebooks[0], as_version=4)
+            shutil.move(result.notebooks[0], tmp_path / f"{name}.ipynb")
+    finally:
+        reg.close()
+
+    def cells(nb: nbformat.NotebookNode) -> list[tuple[Any, ...]]:
+        return [(c.source, c.get("execution_count"), c.get("outputs")) for c in nb.cells]
+
+    assert cells(notebooks["warm"]) == cells(notebooks["standard"])
+    printed = "".join(notebooks["warm"].cells[3].outputs[0].text)
+    assert "to stderr" in "".join(o.get("text", "") for o in notebooks["warm"].cells[3].outputs)
+    assert str(run_dir) in printed
+
+
+def test_preloads_that_fail_or_start_threads_are_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    modules = tmp_path / "mods"
+    modules.mkdir()
+    (modules / "df_threads.py").write_text(
+        "import threading, time\n"
+        "threading.Thread(target=time.sleep, args=(60,), daemon=True, name='df-sleep').start()\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(modules))
+    reg = ZygoteRegistry()
+    starter = WarmStarter(["df_threads", "df_no_such_module", "csv"], registry=reg)
+    flow = "# %%\nimport os, sys\nprint([m in sys.modules for m in ('df_threads', 'csv')])\n"
+    try:
+        with caplog.at_level(logging.WARNING, logger="ductaflow"):
+            result = run(tmp_path / "r", write_flow(tmp_path, flow), starter)
+        assert result.status == "ok", result.error
+        assert outputs(result)[0].strip() == "[False, True]"
+        assert len(reg.zygote_pids) == 1
+    finally:
+        reg.close()
+    assert "--preload df_threads: importing it starts threads (df-sleep)" in caplog.text
+    assert "--preload df_no_such_module: cannot be imported" in caplog.text
+
+
+def test_a_zygote_that_cannot_start_leaves_kernels_to_the_standard_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    modules = tmp_path / "mods"
+    modules.mkdir()
+    (modules / "df_crash.py").write_text("import os\nos._exit(3)\n")
+    monkeypatch.setenv("PYTHONPATH", str(modules))
+    reg = ZygoteRegistry()
+    ref = write_flow(tmp_path, PIDS.replace("SLEEP", "0"))
+    try:
+        with caplog.at_level(logging.WARNING, logger="ductaflow"):
+            for i in range(2):
+                result = run(tmp_path / f"r{i}", ref, WarmStarter(["df_crash"], registry=reg))
+                assert result.status == "ok", result.error
+                parent = int((tmp_path / f"r{i}" / "pids").read_text().split()[1])
+                assert parent == os.getpid()  # started by this process, the standard way
+        assert reg.zygote_pids == []
+    finally:
+        reg.close()
+    assert caplog.text.count("warm kernels unavailable") == 1
+    assert "exited with code 3" in caplog.text
+
+
+def test_make_starter_falls_back_and_says_why_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    warm = make_starter(None, True, ["numpy"])
+    assert isinstance(warm, WarmStarter) and warm.preload == ("numpy",)
+    assert type(make_starter(None, False, ["numpy"])) is StandardStarter
+
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    for name, env in (("df-same", {}), ("df-other", {"DF_SETTING": "1"})):
+        spec = {"argv": argv, "display_name": name, "language": "python", "env": env}
+        (tmp_path / "kernels" / name).mkdir(parents=True)
+        (tmp_path / "kernels" / name / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    assert isinstance(make_starter("df-same", True, ()), WarmStarter)
+    with caplog.at_level(logging.INFO, logger="ductaflow"):
+        starters = [make_starter("df-other", True, ()) for _ in range(2)]
+    assert all(type(s) is StandardStarter and s.kernel_name == "df-other" for s in starters)
+    assert caplog.text.count("--kernel 'df-other' is not this Python") == 1
+
+
+def test_warm_starter_pickles_and_checks_names() -> None:
+    starter = pickle.loads(
+        pickle.dumps(WarmStarter(["pandas", "numpy"], registry=ZygoteRegistry()))
+    )
+    assert starter.preload == ("pandas", "numpy") and starter.registry is None
+    with pytest.raises(ConfigError, match="not a module name"):
+        WarmStarter(["numpy; import os"])
