@@ -116,15 +116,6 @@ class RunLock:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
 
-    @contextlib.contextmanager
-    def held(self) -> Iterator[bool]:
-        got = self.acquire()
-        try:
-            yield got
-        finally:
-            if got:
-                self.release()
-
 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:

@@ -16,7 +16,6 @@ from .config import config_hash
 from .errors import FlowError
 
 __all__ = [
-    "BAD_STATUSES",
     "ERROR_ANCHOR",
     "STATUSES",
     "FlowRef",
@@ -35,8 +34,6 @@ RUNNING = "running"
 NOT_RUN = "not-run"  # a flow after the one that failed
 #: The statuses a run can have in ``status.json``.
 STATUSES = (OK, FAILED, TIMEOUT, DIED, INTERRUPTED, RUNNING)
-#: Statuses of a run that finished without success.
-BAD_STATUSES = (FAILED, TIMEOUT, DIED, INTERRUPTED)
 #: HTML id of the marker just above a failed run's failing cell: ``<notebook>.html#<id>``.
 ERROR_ANCHOR = "ductaflow-error"
 
