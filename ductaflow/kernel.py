@@ -154,11 +154,14 @@ class Kernel:
         try:
             with contextlib.suppress(Exception):
                 self.kc.stop_channels()
-            proc = getattr(self.km.provisioner, "process", None)
-            if proc is not None and proc.poll() is None:
-                # Kill and reap here: jupyter_client polls for the exit every 0.1 s.
-                with contextlib.suppress(OSError):
-                    os.killpg(proc.pid, signal.SIGKILL)  # the kernel leads its own group
+            provisioner = self.km.provisioner
+            proc = getattr(provisioner, "process", None)
+            if provisioner is not None and proc is not None and proc.poll() is None:
+                # Kill and reap here: jupyter_client polls for the exit every 0.1 s. The
+                # provisioner signals the kernel's process group its own way (a forked
+                # kernel's through its zygote, which never signals a reused pid).
+                with contextlib.suppress(Exception):
+                    await provisioner.send_signal(signal.SIGKILL)
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(proc.wait, 5)
             with contextlib.suppress(Exception):
