@@ -85,9 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sweep.add_argument("--retries", type=int, default=0, metavar="N", help="retry failed runs")
     sweep.add_argument(
-        "--backend", default="loky",
+        "--backend",
         choices=("loky", "threading", "sequential", "dask", "dask-local", "slurm"),
-        help="where runs execute (default: loky, a process pool on this machine)",
+        help="where runs execute (default: on this machine, threads for warm kernels, "
+        "else loky, a process pool)",
     )  # fmt: skip
     sweep.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler (--backend dask)")
     sweep.add_argument("--slurm-partition", metavar="NAME", help="SLURM partition")

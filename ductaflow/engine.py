@@ -89,11 +89,19 @@ class _Interrupt:
                 task.cancel()
 
 
-async def _watch_parent(parent: int, interrupt: _Interrupt) -> None:
-    """Stop the run when the process that asked for it dies (we get re-parented)."""
-    while os.getppid() == parent:
-        await asyncio.sleep(0.25)
-    interrupt(signal.SIGTERM, f"its conductor (pid {parent}) died")
+async def _watch(parent: int | None, stop: threading.Event | None, interrupt: _Interrupt) -> None:
+    """Stop the run when the process that asked for it dies (we get re-parented), or on ``stop``.
+
+    ``stop`` is how a sweep stops runs executing in its threads: signals reach the main thread only.
+    """
+    while True:
+        if parent is not None and os.getppid() != parent:
+            interrupt(signal.SIGTERM, f"its conductor (pid {parent}) died")
+            return
+        if stop is not None and stop.is_set():
+            interrupt(signal.SIGINT, "its sweep was stopped (Ctrl-C or SIGTERM)")
+            return
+        await asyncio.sleep(0.1)
 
 
 @dataclass
@@ -287,7 +295,11 @@ async def _attempt(
 
 
 async def _execute_run_async(
-    spec: RunSpec, options: RunOptions, starter: KernelStarter, parent: int | None
+    spec: RunSpec,
+    options: RunOptions,
+    starter: KernelStarter,
+    parent: int | None,
+    stop: threading.Event | None,
 ) -> tuple[RunResult, _Interrupt]:
     interrupt = _Interrupt()
     task = asyncio.current_task()
@@ -300,7 +312,8 @@ async def _execute_run_async(
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
                 loop.add_signal_handler(signum, interrupt, signum)
                 handled.append(signum)
-    watchdog = asyncio.ensure_future(_watch_parent(parent, interrupt)) if parent else None
+    watching = parent is not None or stop is not None
+    watchdog = asyncio.ensure_future(_watch(parent, stop, interrupt)) if watching else None
     try:
         base = {**provenance(), "pid": os.getpid()}
         result = None
@@ -332,12 +345,14 @@ def execute_run(
     starter: KernelStarter | None = None,
     *,
     stop_with_parent: bool = False,
+    stop: threading.Event | None = None,
 ) -> RunResult:
     """Execute one run (its flows in order, each in a fresh kernel) and record it.
 
     Writes ``CONFIG.json``, one executed notebook per flow and ``status.json`` into
     ``spec.run_dir``. Raises ``RunInterrupted`` after recording, when Ctrl-C or SIGTERM stopped
-    it, or (with ``stop_with_parent``, for pool workers) when this process's parent died.
+    it, when ``stop`` was set (how a run in another thread is stopped), or (with
+    ``stop_with_parent``, for pool workers) when this process's parent died.
     """
     options = options or RunOptions()
     if starter is None:
@@ -349,7 +364,7 @@ def execute_run(
         spec.run_dir / CONFIG_FILE, json.dumps(spec.config, indent=2, ensure_ascii=False) + "\n"
     )
     parent = os.getppid() if stop_with_parent else None
-    result, interrupt = asyncio.run(_execute_run_async(spec, options, starter, parent))
+    result, interrupt = asyncio.run(_execute_run_async(spec, options, starter, parent, stop))
     if interrupt.signum is not None or result.status == INTERRUPTED:
         raise RunInterrupted(result)
     return result

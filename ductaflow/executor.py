@@ -1,9 +1,13 @@
-"""Run a sweep: plan what to (re)run, execute the runs on a joblib pool, index them as they finish.
+"""Run a sweep: plan what to (re)run, execute the runs, index them as they finish.
+
+Runs with warm kernels go on threads of this process (one zygote forks all their kernels),
+standard ones on a joblib pool (loky), or on Dask / SLURM (``ductaflow.distributed``).
 
 Nothing a run does can stop the others: the task that runs in a worker catches everything and
 returns an ``Outcome``. When a worker process itself dies, or Ctrl-C stops the conductor, the runs
 it left behind are recorded (``died`` / ``interrupted``) from the conductor, and the rest go on
-(or, after Ctrl-C, wait for the next ``ductaflow sweep``, which resumes).
+(or, after Ctrl-C, wait for the next ``ductaflow sweep``, which resumes). Runs a killed conductor
+left ``running`` on disk are recorded ``interrupted`` by the next sweep.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import logging
 import os
 import threading
@@ -18,6 +23,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,11 +51,14 @@ log = logging.getLogger("ductaflow")
 
 NEW, DONE, STALE, BUSY = "new", "done", "stale", "running"
 ONLY_CHOICES = ("failed", "stale", "new")
-#: joblib backends (None: joblib's current one, loky unless ``parallel_config`` says otherwise)
+#: backends on this machine; None: joblib's current one (``parallel_config``), else threads for
+#: warm runs and loky for standard ones. ``threading`` is ductaflow's own pool (it stops runs).
 JOBLIB_BACKENDS = ("loky", "threading", "multiprocessing", "sequential")
 #: backends in ``ductaflow.distributed`` (optional extras)
 DISTRIBUTED_BACKENDS = ("dask", "dask-local", "slurm")
 BACKENDS = JOBLIB_BACKENDS + DISTRIBUTED_BACKENDS
+#: runs on threads of the conductor (a ``concurrent.futures`` pool, which can stop its runs)
+THREADS = "threading"
 
 
 # -- planning ----------------------------------------------------------------------------------
@@ -130,13 +139,15 @@ def _run_task(
     since: str,
     conductor: int | None = None,
     index_root: Path | None = None,
+    stop: threading.Event | None = None,
 ) -> Outcome:
     """Claim, re-check, execute and index one run. Never raises: every fault becomes a record.
 
     ``conductor``: the pid of the sweep's conductor; a pool worker whose parent it is stops its
     run when the conductor dies. ``index_root``: append the run's index row there from the
     worker, before the claim is released, so that once no process holds a run's claim its
-    result is in the index, even if the conductor was killed meanwhile.
+    result is in the index, even if the conductor was killed meanwhile. ``stop``: set by the
+    conductor to stop a run executing in one of its threads.
     """
     try:
         spec.run_dir.mkdir(parents=True, exist_ok=True)
@@ -152,7 +163,7 @@ def _run_task(
             guard = _orphan_guard(conductor) if worker and conductor is not None else None
             with guard or contextlib.nullcontext():
                 try:
-                    result = execute_run(spec, options, stop_with_parent=worker)
+                    result = execute_run(spec, options, stop_with_parent=worker, stop=stop)
                 except RunInterrupted as exc:
                     result = exc.result
                 return _indexed(Outcome(spec, "ran", result), index_root)
@@ -246,20 +257,55 @@ class SweepReport:
         )
 
 
+def _in_threads(
+    specs: Iterable[RunSpec],
+    task: Callable[[RunSpec], Outcome],
+    n_jobs: int,
+    stop: threading.Event,
+) -> Iterator[Outcome]:
+    """Outcomes of ``task`` over ``specs`` on ``n_jobs`` threads of this process, as they finish.
+
+    At most ``n_jobs`` runs are submitted at a time, so none waits in a queue. When the iterator
+    is stopped (Ctrl-C, SIGTERM, ``close()``), ``stop`` is set: the runs in flight stop, record
+    themselves ``interrupted`` and are waited for.
+    """
+    todo = iter(specs)
+    running: set[Future[Outcome]] = set()
+    pool = ThreadPoolExecutor(n_jobs, thread_name_prefix="ductaflow-run")
+    try:
+        while True:
+            for spec in itertools.islice(todo, n_jobs - len(running)):
+                running.add(pool.submit(task, spec))
+            if not running:
+                return
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _iterate(
     specs: Sequence[RunSpec],
     task: Callable[[RunSpec], Outcome],
     n_jobs: int,
     backend: str | None,
     backend_options: Mapping[str, Any],
+    stop: threading.Event,
 ) -> Iterator[Outcome]:
     """Outcomes of ``task`` over ``specs``, in the order they finish, on the chosen backend.
 
     ``task`` never raises. An iterator that stops early (Ctrl-C) must cancel what is queued.
     """
-    if backend == "sequential" or (n_jobs == 1 and backend in (None, "loky")):
+    if backend == "sequential" or (n_jobs == 1 and backend in (None, "loky", THREADS)):
         for spec in specs:
             yield task(spec)
+        return
+    if backend == THREADS:
+        yield from _in_threads(specs, task, n_jobs, stop)
         return
     if backend in DISTRIBUTED_BACKENDS:
         from .distributed import iterate_outcomes  # Dask, SLURM: optional extras
@@ -275,22 +321,29 @@ def _iterate(
 
 
 def _resolve_backend(
-    backend: str | None, options: dict[str, Any]
+    backend: str | None, options: dict[str, Any], warm: bool
 ) -> tuple[str | None, dict[str, Any]]:
-    """Inside ``joblib.parallel_config(backend="dask")``, submit through that backend's client.
+    """The backend to use when none was given: joblib's current one, else threads or loky.
 
-    joblib's dask backend leaves runs going on the cluster after Ctrl-C and, on a cluster of one
-    thread, runs every task in this process; ``ductaflow.distributed`` does neither.
+    Warm runs go on threads of this process: their kernels are forked by one zygote, so worker
+    processes would only add their own start-up, and a zygote each (``benchmarks/README.md``).
+    Inside ``joblib.parallel_config(backend="dask")``, runs are submitted through that backend's
+    client: joblib's dask backend leaves runs going on the cluster after Ctrl-C and, on a
+    cluster of one thread, runs every task in this process; ``ductaflow.distributed`` does
+    neither.
     """
     if backend is not None:
         return backend, options
     from joblib.parallel import get_active_backend
 
     active, _ = get_active_backend()
+    kind = type(active).__name__
     client = getattr(active, "client", None)
-    if type(active).__name__ == "DaskDistributedBackend" and client is not None:
+    if kind == "DaskDistributedBackend" and client is not None:
         return "dask", {**options, "client": client}
-    return backend, options
+    if kind == "ThreadingBackend" or (warm and kind == "LokyBackend"):
+        return THREADS, options
+    return None, options
 
 
 def _settle(
@@ -353,6 +406,29 @@ class _LiveReport:
         return path
 
 
+def _record_abandoned(plan: Plan) -> Plan:
+    """Record the runs whose process ended without recording them, and plan them anew.
+
+    A killed conductor (SIGKILL, a lost machine) leaves its runs in flight ``running`` on disk
+    with no claim held; such a run is recorded ``interrupted`` under its claim, so that it
+    shows as such in the index and its notebook says where it stopped.
+    """
+    error = "Interrupted: the process running it ended without recording it (killed?)"
+    runs = list(plan.runs)
+    for i, run in enumerate(runs):
+        if not run.status or run.status.get("status") != RUNNING or run.state == BUSY:
+            continue
+        lock = RunLock(run.spec.run_dir)
+        if lock.acquire():
+            try:
+                result = record_abandoned(run.spec.run_dir, INTERRUPTED, error)
+            finally:
+                lock.release()
+            if result is not None:
+                runs[i] = PlannedRun(run.spec, "failed", read_status(run.spec.run_dir))
+    return Plan(tuple(runs), plan.to_run)
+
+
 def _wait_for(spec: RunSpec) -> Outcome:
     """A run another conductor is executing: wait until it is released, then read it."""
     lock = RunLock(spec.run_dir)
@@ -409,16 +485,18 @@ def execute_sweep(
     backend_options = dict(backend_options or {})
     if client is not None:
         backend_options["client"] = client
-    backend, backend_options = _resolve_backend(backend, backend_options)
+    backend, backend_options = _resolve_backend(backend, backend_options, options.warm)
 
+    plan = sweep_report.plan = _record_abandoned(plan)
     index = IndexFile(root)
     configs = {s.run_dir: s.config for s in specs}
     index.merge(build_row(r.spec.run_dir, r.status, r.spec.config) for r in plan.runs if r.status)
     since = _now()
     local = backend not in DISTRIBUTED_BACKENDS  # workers share this machine's files and pids
+    stop = threading.Event()  # stops runs on this process's threads
     task = functools.partial(
         _run_task, options=options, force=force, since=since, conductor=os.getpid(),
-        index_root=root if local else None,
+        index_root=root if local else None, stop=stop if backend == THREADS else None,
     )  # fmt: skip
     from tqdm.auto import tqdm
 
@@ -454,7 +532,7 @@ def execute_sweep(
             # can only be its own doing.
             suspects = [spec for spec in pending.values() if strikes[spec.run_dir]]
             batch = suspects[:1] or list(pending.values())
-            outcomes = _iterate(batch, task, n_jobs, backend, backend_options)
+            outcomes = _iterate(batch, task, n_jobs, backend, backend_options, stop)
             try:
                 for outcome in outcomes:
                     pending.pop(outcome.spec.run_dir, None)
@@ -463,8 +541,8 @@ def execute_sweep(
                 raise
             except KeyboardInterrupt:
                 sweep_report.interrupted = True
-                if backend in DISTRIBUTED_BACKENDS:
-                    outcomes.close()  # stops the runs still going on the cluster
+                if backend in (THREADS, *DISTRIBUTED_BACKENDS):
+                    outcomes.close()  # stops the runs still going (threads, cluster)
                 error = "Interrupted: the sweep was stopped while this run executed"
                 for outcome in _settle(pending.values(), INTERRUPTED, error, since):
                     handle(outcome)

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -42,6 +43,10 @@ def index_rows(root: Path) -> list[dict[str, str]]:
 
 def run_dirs(root: Path, sweep: str = "s") -> dict[str, Path]:
     return {p.name: p for p in (root / sweep).iterdir() if p.is_dir()}
+
+
+def notebook_text(path: Path) -> str:
+    return "\n".join("".join(cell["source"]) for cell in read_json(path)["cells"])
 
 
 def test_sweep_runs_indexes_and_resumes(tmp_path: Path) -> None:
@@ -144,11 +149,14 @@ def test_two_conductors_never_run_a_directory_twice(tmp_path: Path) -> None:
     assert len(rows) == 4 and set(rows["status"]) == {"ok"}
 
 
-def test_killed_conductor_leaves_every_finished_run_indexed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["warm", "standard"])
+def test_killed_conductor_leaves_every_finished_run_indexed(tmp_path: Path, mode: str) -> None:
+    """Warm: runs on the conductor's threads die with it; standard: loky workers outlive it."""
     write_spec(tmp_path, grid={"x": list(range(8))}, base={"sleep": 1.5})
     root = tmp_path / "runs"
+    flags = ["--no-warm"] if mode == "standard" else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ductaflow", "sweep", "spec.json", "-j", "2"],
+        [sys.executable, "-m", "ductaflow", "sweep", "spec.json", "-j", "2", *flags],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -157,7 +165,14 @@ def test_killed_conductor_leaves_every_finished_run_indexed(tmp_path: Path) -> N
             return 0
         return sum(r["status"] == "ok" for r in index_rows(root))
 
-    wait_for(lambda: finished() >= 2, seconds=120, what="two finished runs")
+    def executing() -> set[str]:  # runs whose flow is in its sleep
+        return {
+            str(d)
+            for d in run_dirs(root).values()
+            if executions(d) and (read_status(d) or {}).get("status") == "running"
+        }
+
+    wait_for(lambda: finished() >= 2 and executing(), seconds=120, what="runs done and going")
     proc.kill()
     proc.wait(timeout=10)
     assert not wait_no_kernels(tmp_path, seconds=15), "kernels outlived the killed conductor"
@@ -170,9 +185,26 @@ def test_killed_conductor_leaves_every_finished_run_indexed(tmp_path: Path) -> N
     }
     indexed_ok = {r["run_dir"] for r in index_rows(root) if r["status"] == "ok"}
     assert ok_on_disk and ok_on_disk <= indexed_ok, "a finished run is missing from the index"
+    in_flight = {
+        str(d)
+        for d in run_dirs(root).values()
+        if (read_status(d) or {}).get("status") not in (None, "ok")
+    }
+    sleeping = {d for d in in_flight if executions(Path(d))}
+    assert sleeping, "the conductor was killed with no run in its flow"
+
+    # The next sweep records the runs the killed one left in flight (standard: the orphaned
+    # workers did already), here without rerunning them.
+    proc = run_cli("sweep", "spec.json", "-j", "2", "--only", "new", *flags, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    left = {r["run_dir"]: r for r in index_rows(root) if r["run_dir"] in in_flight}
+    assert left.keys() == in_flight
+    assert {r["status"] for r in left.values()} == {"interrupted"}
+    for run_dir in sleeping:
+        assert "ended `interrupted`" in notebook_text(Path(run_dir) / "work_executed.ipynb")
 
     before = {name: executions(d) for name, d in run_dirs(root).items()}
-    proc = run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path)
+    proc = run_cli("sweep", "spec.json", "-j", "2", *flags, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name, d in run_dirs(root).items():
         if str(d) in ok_on_disk:
@@ -195,11 +227,14 @@ def test_a_dead_worker_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None
     assert frame.drop(index=2)["status"].tolist() == ["ok"] * 4
 
 
-def test_ctrl_c_records_runs_in_flight_and_resume_finishes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["warm", "standard"])
+def test_ctrl_c_records_runs_in_flight_and_resume_finishes(tmp_path: Path, mode: str) -> None:
+    """Warm: the conductor stops the runs on its threads; standard: each loky worker its own."""
     write_spec(tmp_path, grid={"x": list(range(6))}, base={"sleep": 30})
     root = tmp_path / "runs"
+    flags = ["--no-warm"] if mode == "standard" else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ductaflow", "sweep", "spec.json", "-j", "2"],
+        [sys.executable, "-m", "ductaflow", "sweep", "spec.json", "-j", "2", *flags],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # its own process group, like a shell job
     )  # fmt: skip
@@ -218,12 +253,49 @@ def test_ctrl_c_records_runs_in_flight_and_resume_finishes(tmp_path: Path) -> No
     assert statuses and set(statuses) == {"interrupted"}
     assert {r["status"] for r in index_rows(root)} == {"interrupted"}
     assert not wait_no_kernels(tmp_path, seconds=15)
+    # each notebook says its run was stopped; warm runs, stopped by the engine, say where
+    where = "ended `interrupted` at cell 3" if mode == "warm" else "ended `interrupted`"
+    for run_dir in run_dirs(root).values():
+        assert where in notebook_text(run_dir / "work_executed.ipynb")
 
     data = json.loads((tmp_path / "spec.json").read_text())
     data["base"]["sleep"] = 0  # a new config: fresh directories; the old ones stay recorded
     (tmp_path / "spec.json").write_text(json.dumps(data))
     proc2 = run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path)
     assert proc2.returncode == 0
+
+
+def test_warm_runs_share_the_conductor_and_standard_runs_use_workers(tmp_path: Path) -> None:
+    """The default pool: warm kernels are driven from threads of the conductor (one zygote),
+    standard kernels from loky worker processes."""
+    write_spec(tmp_path, grid={"x": [1, 2, 3, 4]})
+    pids = {}
+    for mode, flags in (("warm", []), ("standard", ["--no-warm", "--force"])):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ductaflow", "sweep", "spec.json", "-j", "2", *flags],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, out + err
+        statuses = [read_status(d) or {} for d in run_dirs(tmp_path / "runs").values()]
+        pids[mode] = {s["pid"] for s in statuses}
+        if mode == "warm":
+            assert pids[mode] == {proc.pid}
+        else:
+            assert proc.pid not in pids[mode] and 1 <= len(pids[mode]) <= 2
+
+
+def test_sweeps_on_threads_leave_no_descriptor_or_thread_behind(tmp_path: Path) -> None:
+    """A conductor runs sweep after sweep (conductor.py, notebooks): its threads hold nothing."""
+
+    def sweep_once(k: int) -> tuple[int, int]:
+        sweep = Sweep(name=f"t{k}", flows=(FLOWS / "work.py",), grid={"x": list(range(8))})
+        report = execute_sweep(sweep, tmp_path / "runs", 2, progress=False)
+        assert report.ok and report.counts()["ok"] == 8
+        return len(os.listdir("/proc/self/fd")), threading.active_count()
+
+    first = sweep_once(1)
+    assert sweep_once(2) == first == sweep_once(3)
 
 
 def test_status_and_index_commands(tmp_path: Path) -> None:
