@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ductaflow.executor import execute_sweep
 from ductaflow.index import load_index
+from ductaflow.spec import RunOptions
 from ductaflow.sweep import Sweep
 
 FLOW = """\
@@ -37,7 +38,8 @@ def one_sweep(base: Path, backend: str, runs: int, jobs: int) -> tuple[float, fl
     root = base / f"runs-{backend}-{time.monotonic_ns()}"
     sweep = Sweep(name="bench", flows=(base / "flow.py",), grid={"x": list(range(runs))})
     t0 = time.perf_counter()
-    report = execute_sweep(sweep, root, jobs, backend=backend, progress=False)
+    options = RunOptions(warm=False)  # standard kernels on both, as when the table was measured
+    report = execute_sweep(sweep, root, jobs, options=options, backend=backend, progress=False)
     wall = time.perf_counter() - t0
     assert report.ok and len(report.outcomes) == runs, report.summary()
     run = float(load_index(root)["duration_s"].median())

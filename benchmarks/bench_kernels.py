@@ -4,15 +4,18 @@
 
 papermill is a benchmark-only requirement: ``pip install papermill``.
 
-For each flow (a trivial 3-cell one, and one that imports pandas and numpy), each ``-j`` and each
-runner, N runs are executed on joblib (loky, unless said otherwise) in a fresh Python process:
+For each flow (a trivial 3-cell one, one that imports pandas and numpy, and with ``--flows
+outputs`` one of 12 cells with large outputs, heavier on the sweep's side), each ``-j`` and each
+runner, N runs are executed in a fresh Python process:
 
-- ``warm``: ductaflow ``execute_run`` with a ``WarmStarter`` (pandas and numpy preloaded for the
-  pandas flow; one zygote per worker process, started by its first run);
-- ``warm-threads``: the same on joblib's threading backend: one process, so one zygote;
-- ``standard``: ductaflow ``execute_run`` with a ``StandardStarter`` (a new kernel per run);
-- ``nbclient``: ``NotebookClient(nb).execute()`` with the parameter as a first cell, then saved;
-- ``papermill``: ``papermill.execute_notebook`` with ``parameters``.
+- ``ductaflow``: a ductaflow sweep as ``ductaflow sweep`` runs it (``execute_sweep``: claims,
+  status, index, resume check), by default: warm kernels (pandas and numpy preloaded for the
+  pandas flow), driven from threads of the sweep's process, all forked by one zygote;
+- ``warm-loky``: the same sweep with ``backend="loky"``: a zygote per worker process;
+- ``standard``: the same sweep with ``warm=False``: a new kernel per run, on loky (its default);
+- ``nbclient``: ``NotebookClient(nb).execute()`` with the parameter as a first cell, then saved,
+  on joblib (loky);
+- ``papermill``: ``papermill.execute_notebook`` with ``parameters``, on joblib (loky).
 
 Reported medians over interleaved rounds: wall per run and kernel start (at -j 1), CPU seconds
 per run of the whole process tree (driver, workers, zygotes, kernels: ``RUSAGE_CHILDREN`` of the
@@ -34,7 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-RUNNERS = ("warm", "warm-threads", "standard", "nbclient", "papermill")
+RUNNERS = ("ductaflow", "warm-loky", "standard", "nbclient", "papermill")
+SWEEPS = {"ductaflow": (True, None), "warm-loky": (True, "loky"), "standard": (False, None)}
 RATIO_TO = ("papermill", "nbclient", "standard")
 
 TRIVIAL = """\
@@ -61,32 +65,55 @@ frame = pd.DataFrame({"a": np.arange(100) * i, "b": np.linspace(0, 1, 100)})
 print(frame.describe().loc["mean"].round(3).to_dict())
 """
 
-FLOWS = {"trivial": TRIVIAL, "pandas": PANDAS}
-PRELOAD = {"trivial": [], "pandas": ["pandas", "numpy"]}
+# Heavier on the client (the sweep's process): 12 cells, each showing a 200-row HTML table and
+# printing 200 lines (~0.5 MB of notebook, saved after every cell).
+OUTPUTS = (
+    """\
+# %% tags=["parameters"]
+i = 0
+
+# %%
+from IPython.display import HTML, display
+
+rows = "".join(f"<tr><td>{k}</td><td>{(k * 7919 + i) % 1000}</td></tr>" for k in range(200))
+"""
+    + """
+# %%
+display(HTML(f"<table>{rows}</table>"))
+print("\\n".join(f"line {k} of run {i}" for k in range(200)))
+"""
+    * 12
+)
+
+FLOWS = {"trivial": TRIVIAL, "pandas": PANDAS, "outputs": OUTPUTS}
+PRELOAD = {"trivial": [], "pandas": ["pandas", "numpy"], "outputs": []}
 
 
 # -- in the measured process (and its workers) --------------------------------------------------
+def sweep_runs(runner: str, flow: str, jobs: int, runs: int, base: str) -> list[Any]:
+    """A ductaflow sweep of ``runs`` runs; (wall, kernel start, ok) of each."""
+    from ductaflow.executor import execute_sweep
+    from ductaflow.spec import RunOptions
+    from ductaflow.sweep import Sweep
+
+    warm, backend = SWEEPS[runner]
+    sweep = Sweep(name=runner, flows=(Path(base) / f"{flow}.py",), grid={"i": list(range(runs))})
+    options = RunOptions(timeout=120, warm=warm, preload=tuple(PRELOAD[flow]))
+    report = execute_sweep(
+        sweep, Path(base) / "runs", jobs, options=options, backend=backend, progress=False
+    )
+    results = [o.result for o in report.outcomes if o.result is not None]
+    return [(r.duration_s, r.flows[0].kernel_start_s, r.ok) for r in results]
+
+
 def one_run(runner: str, flow: str, base: str, i: int) -> tuple[float, float | None, bool]:
-    """Execute run ``i``; return its wall time, kernel start time (ductaflow only) and success."""
+    """Execute run ``i`` with nbclient or papermill; return its wall time, None and success."""
     base_dir = Path(base)
     run_dir = base_dir / "runs" / f"{runner}-{i:04d}"
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    kernel_start = None
     try:
-        if runner in ("warm", "warm-threads", "standard"):
-            from ductaflow.engine import execute_run
-            from ductaflow.kernel import StandardStarter
-            from ductaflow.spec import FlowRef, RunOptions, RunSpec
-            from ductaflow.warm import WarmStarter
-
-            warm = runner.startswith("warm")
-            starter = WarmStarter(PRELOAD[flow]) if warm else StandardStarter()
-            spec = RunSpec(run_dir, {"i": i}, (FlowRef.from_path(base_dir / f"{flow}.py"),))
-            result = execute_run(spec, RunOptions(timeout=120), starter=starter)
-            kernel_start = result.flows[0].kernel_start_s
-            ok = result.ok
-        elif runner == "nbclient":
+        if runner == "nbclient":
             import nbclient
             import nbformat
 
@@ -112,17 +139,17 @@ def one_run(runner: str, flow: str, base: str, i: int) -> tuple[float, float | N
             ok = True
     except Exception:
         ok = False
-    return time.perf_counter() - t0, kernel_start, ok
+    return time.perf_counter() - t0, None, ok
 
 
 def measured(runner: str, flow: str, jobs: int, runs: int, base: str) -> dict[str, Any]:
-    """One measurement, in the process ``measure`` started: N runs on joblib at -j ``jobs``."""
+    """One measurement, in the process ``measure`` started: N runs at -j ``jobs``."""
     import jupytext
     import nbformat
     from joblib import Parallel, delayed
     from joblib.externals.loky import reusable_executor
 
-    import ductaflow.engine  # noqa: F401  (the driver's own imports are not timed)
+    import ductaflow.executor  # noqa: F401  (the driver's own imports are not timed)
 
     if runner == "nbclient":
         import nbclient  # noqa: F401
@@ -139,12 +166,14 @@ def measured(runner: str, flow: str, jobs: int, runs: int, base: str) -> dict[st
     }
     nbformat.write(nb, base_dir / f"{flow}.ipynb")
 
-    backend = "threading" if runner == "warm-threads" else "loky"
     setup = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
-    results = Parallel(n_jobs=jobs, backend=backend, batch_size=1)(
-        delayed(one_run)(runner, flow, base, i) for i in range(runs)
-    )
+    if runner in SWEEPS:
+        results = sweep_runs(runner, flow, jobs, runs, base)
+    else:
+        results = Parallel(n_jobs=jobs, backend="loky", batch_size=1)(
+            delayed(one_run)(runner, flow, base, i) for i in range(runs)
+        )
     wall = time.perf_counter() - t0
     if reusable_executor._executor is not None:  # reap the workers, so their CPU is counted
         reusable_executor._executor.shutdown(wait=True)
@@ -220,7 +249,7 @@ def report(
         "|---|---|---|---|---|",
     ]
     for flow in flows:
-        for warm in ("warm", "warm-threads"):
+        for warm in ("ductaflow", "warm-loky"):
             ratios = [best[flow, warm] / best[flow, other] for other in RATIO_TO]
             lines.append(f"| {flow} | {warm} | " + " | ".join(f"{r:.1f}×" for r in ratios) + " |")
     return "\n".join(lines)
@@ -231,7 +260,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=16, help="runs per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--flows", nargs="+", default=list(FLOWS), choices=list(FLOWS))
+    parser.add_argument("--flows", nargs="+", default=["trivial", "pandas"], choices=list(FLOWS))
     parser.add_argument("--measured", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measured:
