@@ -313,6 +313,40 @@ def test_warm_and_standard_kernels_give_the_same_notebook(tmp_path: Path) -> Non
     assert str(run_dir) in printed
 
 
+def test_a_warm_sweep_and_a_standard_one_give_the_same_rows_and_notebooks(tmp_path: Path) -> None:
+    """Warm runs (threads of the sweep, one zygote) and standard runs (loky workers): the same
+    index rows but for times, the same notebooks but for timing metadata."""
+    from ductaflow.executor import execute_sweep
+    from ductaflow.index import load_index
+    from ductaflow.sweep import Sweep
+
+    flow = Path(__file__).parent / "flows" / "work.py"
+    table = ({"x": 1}, {"x": 2, "fail": True}, {"x": 3}, {"x": 4})
+    rows, notebooks = {}, {}
+    for mode, warm in (("warm", True), ("standard", False)):
+        sweep = Sweep(name="same", flows=(flow,), table=table)
+        report = execute_sweep(
+            sweep, tmp_path / mode, 2, options=RunOptions(warm=warm), progress=False
+        )
+        assert report.counts()["ok"] == 3 and report.counts()["failed"] == 1
+        frame = load_index(tmp_path / mode).sort_values("run").reset_index(drop=True)
+        timing = [c for c in frame.columns if c in ("started", "finished", "run_dir")
+                  or c.endswith("duration_s")]  # fmt: skip
+        rows[mode] = frame.drop(columns=timing)
+        notebooks[mode] = {
+            run: [
+                (c.source, c.get("outputs"))
+                for c in nbformat.read(
+                    tmp_path / mode / "same" / run / "work_executed.ipynb", 4
+                ).cells
+            ]
+            for run in frame["run"]
+        }
+    assert len(rows["warm"]) == 4 and "result.double" in rows["warm"].columns
+    assert rows["warm"].equals(rows["standard"]), (rows["warm"], rows["standard"])
+    assert notebooks["warm"] == notebooks["standard"]
+
+
 def test_preloads_that_fail_or_start_threads_are_left_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
