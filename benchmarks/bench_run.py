@@ -7,13 +7,20 @@ Interleaved rounds, so machine noise hits all three alike; medians reported:
 - ductaflow run: ``run_flow`` of a trivial 3-cell flow, everything included (notebook build,
   CONFIG.json, status.json, notebook saved after each cell, kernel start and kill);
 - bare nbclient: ``NotebookClient(nb).execute()`` of the same notebook, nothing recorded.
+
+Then a one-off run as ``ductaflow run`` does it, each in a fresh Python process (imports
+included): with a standard kernel, and with a warm one (a zygote started for this one kernel),
+wall and CPU of the whole process tree. This decides whether ``ductaflow run`` goes warm.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -45,6 +52,29 @@ async def kernel_start(cwd: Path) -> tuple[float, float]:
     return ready, time.perf_counter() - t1
 
 
+ONE_OFF = (
+    "import sys, ductaflow\n"
+    "r = ductaflow.run_flow(sys.argv[1], {'x': 1}, sys.argv[2], warm=sys.argv[3] == 'warm')\n"
+    "assert r.ok, r.error"
+)
+
+
+def one_off(flow: Path, base: Path, rounds: int) -> dict[str, list[tuple[float, float]]]:
+    """(wall, CPU-s of the process tree) of a one-off run in a fresh process, per kernel mode."""
+    samples: dict[str, list[tuple[float, float]]] = {"standard": [], "warm": []}
+    for i in range(rounds):
+        for mode in ("standard", "warm") if i % 2 else ("warm", "standard"):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            args = [sys.executable, "-c", ONE_OFF, str(flow), str(base / f"{mode}{i}"), mode]
+            subprocess.run(args, check=True)
+            wall = time.perf_counter() - t0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            samples[mode].append((wall, cpu))
+    return samples
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
@@ -68,6 +98,7 @@ def main() -> None:
                 jupytext.reads(TRIVIAL, fmt="py:percent"), kernel_name="python3"
             ).execute()
             bare.append(time.perf_counter() - t0)
+        single = one_off(flow, base, args.rounds)
     med = statistics.median
     print(f"rounds: {args.rounds} (interleaved), medians\n")
     print("| what | wall |\n|---|---:|")
@@ -79,6 +110,10 @@ def main() -> None:
         f"\nductaflow run / kernel start: {med(runs) / med(starts):.2f}×; "
         f"ductaflow run / bare nbclient: {med(runs) / med(bare):.2f}×"
     )
+    print("\n| one-off run in a fresh process | wall | CPU-s |\n|---|---:|---:|")
+    for mode, rows in single.items():
+        walls, cpus = zip(*rows, strict=True)
+        print(f"| {mode} kernel | {med(walls):.2f} s | {med(cpus):.2f} |")
 
 
 if __name__ == "__main__":
