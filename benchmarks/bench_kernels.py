@@ -38,7 +38,15 @@ from pathlib import Path
 from typing import Any
 
 RUNNERS = ("ductaflow", "warm-loky", "standard", "nbclient", "papermill")
-SWEEPS = {"ductaflow": (True, None), "warm-loky": (True, "loky"), "standard": (False, None)}
+#: ``--runners save-each-cell``: ductaflow as it was before saves were spaced out, a validated
+#: save of the notebook after every cell.
+EXTRA_RUNNERS = ("save-each-cell",)
+SWEEPS = {
+    "ductaflow": (True, None),
+    "warm-loky": (True, "loky"),
+    "standard": (False, None),
+    "save-each-cell": (True, None),
+}
 RATIO_TO = ("papermill", "nbclient", "standard")
 
 TRIVIAL = """\
@@ -97,6 +105,11 @@ def sweep_runs(runner: str, flow: str, jobs: int, runs: int, base: str) -> list[
     from ductaflow.sweep import Sweep
 
     warm, backend = SWEEPS[runner]
+    if runner == "save-each-cell":
+        from ductaflow import engine
+        from ductaflow.notebook import save_notebook
+
+        engine._Autosave.cell_done = lambda self: save_notebook(self.nb, self.path)
     sweep = Sweep(name=runner, flows=(Path(base) / f"{flow}.py",), grid={"i": list(range(runs))})
     options = RunOptions(timeout=120, warm=warm, preload=tuple(PRELOAD[flow]))
     report = execute_sweep(
@@ -213,7 +226,10 @@ def median(values: list[float]) -> float:
 
 
 def report(
-    samples: dict[tuple[str, str, int], list[dict[str, Any]]], flows: list[str], jobs: list[int]
+    samples: dict[tuple[str, str, int], list[dict[str, Any]]],
+    flows: list[str],
+    jobs: list[int],
+    runners: list[str],
 ) -> str:
     """Markdown tables of the medians, and the ratios warm / others at the best -j of each."""
     lines = [
@@ -223,7 +239,7 @@ def report(
     ]
     best: dict[tuple[str, str], float] = {}
     for flow in flows:
-        for runner in RUNNERS:
+        for runner in runners:
 
             def med(key: str, j: int, runner: str = runner, flow: str = flow) -> float:
                 rows = samples.get((flow, runner, j), [])
@@ -250,7 +266,9 @@ def report(
     ]
     for flow in flows:
         for warm in ("ductaflow", "warm-loky"):
-            ratios = [best[flow, warm] / best[flow, other] for other in RATIO_TO]
+            if (flow, warm) not in best or not any((flow, o) in best for o in RATIO_TO):
+                continue
+            ratios = [best[flow, warm] / best.get((flow, o), float("nan")) for o in RATIO_TO]
             lines.append(f"| {flow} | {warm} | " + " | ".join(f"{r:.1f}×" for r in ratios) + " |")
     return "\n".join(lines)
 
@@ -261,6 +279,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--flows", nargs="+", default=["trivial", "pandas"], choices=list(FLOWS))
+    parser.add_argument(
+        "--runners", nargs="+", default=list(RUNNERS), choices=RUNNERS + EXTRA_RUNNERS
+    )
     parser.add_argument("--measured", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measured:
@@ -271,7 +292,8 @@ def main() -> None:
     for rnd in range(args.rounds):
         for flow in args.flows:
             for jobs in args.jobs:
-                order = RUNNERS[rnd % len(RUNNERS) :] + RUNNERS[: rnd % len(RUNNERS)]
+                runners = args.runners
+                order = runners[rnd % len(runners) :] + runners[: rnd % len(runners)]
                 for runner in order:
                     result = measure(runner, flow, jobs, args.runs)
                     samples.setdefault((flow, runner, jobs), []).append(result)
@@ -283,7 +305,7 @@ def main() -> None:
                         file=sys.stderr,
                         flush=True,
                     )
-    print(report(samples, args.flows, args.jobs))
+    print(report(samples, args.flows, args.jobs, args.runners))
     print(
         f"\n{args.runs} runs per measurement, {args.rounds} rounds, {os.cpu_count()} CPUs, "
         f"load average at the start of each measurement: median {median(loads):.2f}, "

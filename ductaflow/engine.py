@@ -104,6 +104,43 @@ async def _watch(parent: int | None, stop: threading.Event | None, interrupt: _I
         await asyncio.sleep(0.1)
 
 
+#: Least seconds between two saves of a running flow's notebook (each save also waits at least
+#: 10 times what the last one took, so saving costs at most ~10% of a run).
+AUTOSAVE_INTERVAL = 0.2
+
+
+class _Autosave:
+    """Saves a running flow's notebook soon after each cell: at once when the last save is old
+    enough, else when it will be (from the event loop, while the next cell runs)."""
+
+    def __init__(self, nb: Any, path: Path) -> None:
+        self.nb, self.path = nb, path
+        self.interval = AUTOSAVE_INTERVAL
+        self.last = time.monotonic()  # the notebook was saved before its kernel started
+        self._pending: asyncio.TimerHandle | None = None
+
+    def cell_done(self) -> None:
+        if self._pending is not None:
+            return  # a save is already due; it will include this cell
+        wait = self.last + self.interval - time.monotonic()
+        if wait <= 0:
+            self.save()
+        else:
+            self._pending = asyncio.get_running_loop().call_later(wait, self.save)
+
+    def save(self) -> None:
+        self._pending = None
+        t0 = time.monotonic()
+        save_notebook(self.nb, self.path, validate=False)
+        self.last = time.monotonic()
+        self.interval = max(AUTOSAVE_INTERVAL, 10 * (self.last - t0))
+
+    def cancel(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+
+
 @dataclass
 class _Flow:
     """The state of one flow's execution, filled in as it goes."""
@@ -133,10 +170,12 @@ async def _execute_flow(
     nb = None
     kernel: Kernel | None = None
     current: int | None = None
+    autosave: _Autosave | None = None
     try:
         flow_nb, sha = read_flow(ref.path)
         nb, warnings = build_notebook(flow_nb, spec.config, config_hash=spec.config_hash)
         save_notebook(nb, state.notebook_path)
+        autosave = _Autosave(nb, state.notebook_path)
         env = {
             **os.environ,
             "DUCTAFLOW_RUN_DIR": str(run_dir),
@@ -169,7 +208,7 @@ async def _execute_flow(
             await client.async_execute_cell(
                 cell, index, execution_count=client.code_cells_executed + 1
             )
-            save_notebook(nb, state.notebook_path)
+            autosave.cell_done()
         current = None
         state.status = OK
     except CellExecutionError as exc:
@@ -204,6 +243,8 @@ async def _execute_flow(
         state.error = _one_line(f"ductaflow internal error: {type(exc).__name__}: {exc}")
         state.traceback = traceback.format_exc()
     finally:
+        if autosave is not None:
+            autosave.cancel()
         if kernel is not None:
             await asyncio.shield(kernel.stop())
         if nb is not None:
