@@ -302,7 +302,11 @@ def _iterate(
     """
     if backend == "sequential" or (n_jobs == 1 and backend in (None, "loky", THREADS)):
         for spec in specs:
-            yield task(spec)
+            outcome = task(spec)
+            yield outcome
+            if outcome.result is not None and outcome.result.status == INTERRUPTED:
+                # in this thread only Ctrl-C or SIGTERM interrupts a run: stop the sweep too
+                raise KeyboardInterrupt(f"{spec.run_dir}: interrupted")
         return
     if backend == THREADS:
         yield from _in_threads(specs, task, n_jobs, stop)

@@ -298,6 +298,28 @@ def test_sweeps_on_threads_leave_no_descriptor_or_thread_behind(tmp_path: Path) 
     assert sweep_once(2) == first == sweep_once(3)
 
 
+def test_ctrl_c_stops_a_sequential_sweep_at_once(tmp_path: Path) -> None:
+    """At -j 1 the runs execute in the conductor's main thread: one Ctrl-C stops the sweep,
+    not only the run in flight."""
+    write_spec(tmp_path, grid={"x": list(range(4))}, base={"sleep": 30})
+    root = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ductaflow", "sweep", "spec.json", "-j", "1"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    wait_for(
+        lambda: (root / "s").exists() and any(executions(d) for d in run_dirs(root).values()),
+        seconds=60, what="the first run to start",
+    )  # fmt: skip
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, out + err
+    assert "s: interrupted: 0 ok, 0 failed, 0 timeout, 0 died, 1 interrupted" in out
+    started = [d for d in run_dirs(root).values() if read_status(d)]
+    assert len(started) == 1 and read_status(started[0])["status"] == "interrupted"
+
+
 def test_status_and_index_commands(tmp_path: Path) -> None:
     write_spec(tmp_path, table=[{"x": 1}, {"x": 2, "fail": True}])
     run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path)
