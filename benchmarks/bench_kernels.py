@@ -233,8 +233,10 @@ def report(
 ) -> str:
     """Markdown tables of the medians, and the ratios warm / others at the best -j of each."""
     lines = [
-        "| flow | runner | wall/run -j1 (s) | kernel start -j1 (s) | CPU-s/run -j1 | CPU-s/run "
-        f"-j{jobs[-1]} | " + " | ".join(f"runs/s -j{j}" for j in jobs) + " | best runs/s |",
+        f"| flow | runner | wall/run -j{jobs[0]} (s) | kernel start -j{jobs[0]} (s) | CPU-s/run "
+        f"-j{jobs[0]} | CPU-s/run -j{jobs[-1]} | "
+        + " | ".join(f"runs/s -j{j}" for j in jobs)
+        + " | best runs/s |",
         "|---" * (7 + len(jobs)) + "|",
     ]
     best: dict[tuple[str, str], float] = {}
