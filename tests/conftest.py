@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -43,6 +44,14 @@ def wait_no_kernels(base: Path, seconds: float = 8.0) -> list[int]:
     while (pids := kernels_under(base)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return pids
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The Ctrl-C tests play a terminal's foreground job. Started in the background (``cmd &``
+    in a script, ``nohup``), the suite would inherit SIGINT ignored, and so would every
+    conductor it starts, which then rightly ignores Ctrl-C; give children the default."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
