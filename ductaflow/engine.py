@@ -405,10 +405,42 @@ def execute_run(
         spec.run_dir / CONFIG_FILE, json.dumps(spec.config, indent=2, ensure_ascii=False) + "\n"
     )
     parent = os.getppid() if stop_with_parent else None
-    result, interrupt = asyncio.run(_execute_run_async(spec, options, starter, parent, stop))
+    result, interrupt = _run_here_or_aside(
+        lambda stop: _execute_run_async(spec, options, starter, parent, stop), stop
+    )
     if interrupt.signum is not None or result.status == INTERRUPTED:
         raise RunInterrupted(result)
     return result
+
+
+def _run_here_or_aside(make: Any, stop: threading.Event | None) -> tuple[RunResult, _Interrupt]:
+    """``asyncio.run(make(stop))``; in a thread of its own where this one already runs an event
+    loop (a notebook or IPython used as the conductor), Ctrl-C then stopping it through ``stop``.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make(stop))
+    stop = stop or threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = asyncio.run(make(stop))
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="ductaflow-run")
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.1)
+    except KeyboardInterrupt:
+        stop.set()  # the run records itself interrupted and ends
+        thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def run_flow(

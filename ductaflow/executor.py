@@ -502,7 +502,10 @@ def execute_sweep(
         _run_task, options=options, force=force, since=since, conductor=os.getpid(),
         index_root=root if local else None, stop=stop if backend == THREADS else None,
     )  # fmt: skip
-    from tqdm.auto import tqdm
+    if progress:
+        from tqdm.auto import tqdm
+    else:  # tqdm.auto warns in a notebook without ipywidgets, even for a bar never shown
+        from tqdm import tqdm
 
     bar = tqdm(total=len(plan.to_run), unit="run", desc=sweep.name, disable=not progress or None)
     tally: Counter[str] = Counter()
