@@ -99,7 +99,7 @@ async def _watch(parent: int | None, stop: threading.Event | None, interrupt: _I
             interrupt(signal.SIGTERM, f"its conductor (pid {parent}) died")
             return
         if stop is not None and stop.is_set():
-            interrupt(signal.SIGINT, "its sweep was stopped (Ctrl-C or SIGTERM)")
+            interrupt(signal.SIGINT, "its conductor was stopped (Ctrl-C or SIGTERM)")
             return
         await asyncio.sleep(0.1)
 

@@ -31,7 +31,7 @@ from typing import Any
 from .config import gc_paused
 from .engine import RunInterrupted, _now, execute_run, record_abandoned
 from .errors import InputError
-from .index import IndexFile, build_row, load_index
+from .index import UNFINISHED_ERROR, IndexFile, build_row, load_index
 from .rundir import RunLock, is_claimed, read_status, write_status
 from .spec import DIED, FAILED, INTERRUPTED, OK, RUNNING, TIMEOUT, RunOptions, RunResult, RunSpec
 from .sweep import Sweep
@@ -417,7 +417,6 @@ def _record_abandoned(plan: Plan) -> Plan:
     with no claim held; such a run is recorded ``interrupted`` under its claim, so that it
     shows as such in the index and its notebook says where it stopped.
     """
-    error = "Interrupted: the process running it ended without recording it (killed?)"
     runs = list(plan.runs)
     for i, run in enumerate(runs):
         if not run.status or run.status.get("status") != RUNNING or run.state == BUSY:
@@ -425,7 +424,7 @@ def _record_abandoned(plan: Plan) -> Plan:
         lock = RunLock(run.spec.run_dir)
         if lock.acquire():
             try:
-                result = record_abandoned(run.spec.run_dir, INTERRUPTED, error)
+                result = record_abandoned(run.spec.run_dir, INTERRUPTED, UNFINISHED_ERROR)
             finally:
                 lock.release()
             if result is not None:
