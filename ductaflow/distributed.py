@@ -46,11 +46,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
+from .process import describe_exit, now, set_parent_death_signal
 from .rundir import STATUS_FILE, is_claimed, read_status, write_json, write_status
 from .spec import DIED, INTERRUPTED, NOT_RUN, FlowResult, RunResult, RunSpec
 
@@ -105,7 +105,7 @@ def iterate_outcomes(
     if not specs:
         return
     distributed = _require("distributed", backend)
-    since = _now()
+    since = now()
     setup = _Setup(
         backend=backend,
         n_workers=max(1, min(n_jobs, len(specs))),
@@ -284,10 +284,6 @@ def _stop(client: Client, futures: list[Any], token: str) -> None:
         log.warning("could not reach the workers to stop the runs (%s)", exc)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
 def _record_lost(spec: RunSpec, since: str, status: str, error: str) -> Outcome:
     """Record a run whose process is gone: the engine's record if it has one, else ``status``."""
     from .engine import record_abandoned
@@ -304,13 +300,13 @@ def _record_lost(spec: RunSpec, since: str, status: str, error: str) -> Outcome:
         if data and (data.get("started") or "") >= since:
             result = RunResult.from_json(data, spec.run_dir)
         else:  # it died before its run began
-            now = _now()
+            stamp = now()
             flows = tuple(
                 FlowResult(f.name, str(f.path), f.sha256, NOT_RUN, f.notebook_name)
                 for f in spec.flows
             )
             result = RunResult(
-                spec.run_dir, status, now, now, 0.0, spec.config_hash, flows, error,
+                spec.run_dir, status, stamp, stamp, 0.0, spec.config_hash, flows, error,
                 sweep=spec.sweep, name=spec.name,
             )  # fmt: skip
             spec.run_dir.mkdir(parents=True, exist_ok=True)
@@ -359,7 +355,7 @@ def _run_remote(payload: bytes, spec: RunSpec, token: str) -> bytes | Outcome | 
     stopped before the run began. A run whose run process dies goes again once in a new one,
     and is recorded ``died`` the second time, as a run whose ``loky`` worker dies.
     """
-    since = _now()
+    since = now()
     why = ""
     for attempt in (1, 2):
         with _LOCK:
@@ -386,8 +382,8 @@ def _run_remote(payload: bytes, spec: RunSpec, token: str) -> bytes | Outcome | 
             return _record_lost(spec, since, INTERRUPTED, "Interrupted: the sweep was stopped")
         why = proc.exit_description()
         if attempt == 1:
-            log.warning("%s: its run process died (%s); it goes again", spec.name, why)
-    error = f"DeadWorker: the run process running it died, twice ({why})"
+            log.warning("%s: its run process %s; it goes again", spec.name, why)
+    error = f"DeadWorker: the run process running it died, twice: it {why}"
     return _record_lost(spec, since, DIED, error)
 
 
@@ -470,11 +466,7 @@ class _RunProcess:
     def exit_description(self) -> str:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
-        code = self.proc.returncode
-        if code is not None and code < 0:
-            with contextlib.suppress(ValueError):
-                return f"killed by {signal.Signals(-code).name}"
-        return f"exit code {code}"
+        return describe_exit(self.proc.returncode)
 
 
 def _serve() -> None:
@@ -482,7 +474,9 @@ def _serve() -> None:
     from multiprocessing.connection import Connection
 
     in_fd, out_fd, parent = (int(arg) for arg in sys.argv[1:4])
-    _die_with_parent(parent)
+    # SIGTERM when the worker dies: the engine records a run that it stops ``interrupted`` and
+    # kills its kernel; an idle run process just ends.
+    set_parent_death_signal(signal.SIGTERM, parent)
     inbox = Connection(in_fd, writable=False)
     outbox = Connection(out_fd, readable=False)
     with contextlib.suppress(EOFError, OSError):  # the worker is gone
@@ -490,30 +484,6 @@ def _serve() -> None:
             payload, spec = inbox.recv()
             task = pickle.loads(payload)
             outbox.send_bytes(pickle.dumps(task(spec)))  # the task never raises
-
-
-def _die_with_parent(parent: int) -> None:
-    """SIGTERM to this process when its parent dies: at once on Linux, within 0.5 s elsewhere.
-
-    The engine records a run that SIGTERM stops ``interrupted`` and kills its kernel; an idle run
-    process just ends.
-    """
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(1, signal.SIGTERM) != 0:  # PR_SET_PDEATHSIG
-            raise OSError(ctypes.get_errno(), "prctl")
-    except (OSError, AttributeError):
-
-        def watch() -> None:
-            while os.getppid() == parent:
-                time.sleep(0.5)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-        threading.Thread(target=watch, daemon=True).start()
-    if os.getppid() != parent:
-        sys.exit(1)
 
 
 # -- SLURM --------------------------------------------------------------------------------------

@@ -11,14 +11,12 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import signal
 import threading
 import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from .notebook import (
     read_flow,
     save_notebook,
 )
+from .process import now, one_line, strip_ansi
 from .rundir import CONFIG_FILE, atomic_write_text, provenance, write_status
 from .spec import (
     DIED,
@@ -53,8 +52,6 @@ from .spec import (
 
 __all__ = ["RunInterrupted", "execute_run", "record_abandoned", "run_flow"]
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
 
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) stopped a run; ``result`` is what was recorded for it."""
@@ -62,15 +59,6 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, result: RunResult) -> None:
         super().__init__(f"{result.run_dir}: interrupted")
         self.result = result
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(_ANSI.sub("", text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 @dataclass
@@ -164,7 +152,7 @@ async def _execute_flow(
 ) -> tuple[FlowResult, list[str]]:
     run_dir = spec.run_dir
     state = _Flow(ref, run_dir / ref.notebook_name)
-    started, t0 = _now(), time.perf_counter()
+    started, t0 = now(), time.perf_counter()
     warnings: list[str] = []
     sha = ref.sha256
     nb = None
@@ -213,8 +201,8 @@ async def _execute_flow(
         state.status = OK
     except CellExecutionError as exc:
         state.status = FAILED
-        state.error = _one_line(f"{exc.ename}: {exc.evalue}")
-        state.traceback = _ANSI.sub("", str(exc))
+        state.error = one_line(f"{exc.ename}: {exc.evalue}")
+        state.traceback = strip_ansi(str(exc))
     except CellTimeoutError:
         state.status = TIMEOUT
         if deadline is not None and time.monotonic() >= deadline - 0.01:
@@ -234,13 +222,13 @@ async def _execute_flow(
     except ExecutionError as exc:  # the kernel did not start
         timed_out = deadline is not None and time.monotonic() >= deadline - 0.01
         state.status = TIMEOUT if timed_out else DIED
-        state.error = _one_line(str(exc))
+        state.error = one_line(str(exc))
         state.traceback = str(exc)
     except DuctaflowError as exc:  # the flow cannot be read
-        state.status, state.error = FAILED, _one_line(str(exc))
+        state.status, state.error = FAILED, one_line(str(exc))
     except Exception as exc:  # a fault of ductaflow's own: record it, never hide it
         state.status = FAILED
-        state.error = _one_line(f"ductaflow internal error: {type(exc).__name__}: {exc}")
+        state.error = one_line(f"ductaflow internal error: {type(exc).__name__}: {exc}")
         state.traceback = traceback.format_exc()
     finally:
         if autosave is not None:
@@ -263,7 +251,7 @@ async def _execute_flow(
         status=state.status,
         notebook=ref.notebook_name,
         started=started,
-        finished=_now(),
+        finished=now(),
         duration_s=round(time.perf_counter() - t0, 4),
         error=state.error,
         traceback=state.traceback,
@@ -292,7 +280,7 @@ async def _attempt(
     attempt: int,
     base: dict[str, Any],
 ) -> RunResult:
-    started, t0 = _now(), time.perf_counter()
+    started, t0 = now(), time.perf_counter()
     deadline = time.monotonic() + options.run_timeout if options.run_timeout else None
     flows: list[FlowResult] = [_not_run(ref) for ref in spec.flows]
     warnings: list[str] = []
@@ -325,14 +313,14 @@ async def _attempt(
         if flow_result.status != OK:
             return record(
                 flow_result.status,
-                _now(),
+                now(),
                 error=flow_result.error,
                 traceback=flow_result.traceback,
                 failed_flow=ref.name,
             )
         if i + 1 < len(spec.flows):
             record(RUNNING)
-    return record(OK, _now())
+    return record(OK, now())
 
 
 async def _execute_run_async(
@@ -364,7 +352,7 @@ async def _execute_run_async(
             except asyncio.CancelledError:
                 # cancelled between flows: record it as interrupted
                 result = RunResult(
-                    spec.run_dir, INTERRUPTED, None, _now(), None, spec.config_hash,
+                    spec.run_dir, INTERRUPTED, None, now(), None, spec.config_hash,
                     tuple(_not_run(r) for r in spec.flows), _interrupted_error(interrupt),
                     attempts=attempt, sweep=spec.sweep, name=spec.name,
                 )  # fmt: skip
@@ -513,7 +501,7 @@ def record_abandoned(run_dir: Path, status: str, error: str) -> RunResult | None
                 nb.cells.insert(1 if nb.cells else 0, marker)
                 save_notebook(nb, path)
             break
-    data.update(status=status, error=error, flows=flows, finished=_now())
+    data.update(status=status, error=error, flows=flows, finished=now())
     result = RunResult.from_json(data, run_dir)
     extra = {k: v for k, v in data.items() if k not in RunResult.__dataclass_fields__}
     write_status(result, extra)

@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from .config import gc_paused
-from .engine import RunInterrupted, _now, execute_run, record_abandoned
+from .engine import RunInterrupted, execute_run, record_abandoned
 from .errors import InputError
 from .index import UNFINISHED_ERROR, IndexFile, build_row, load_index
+from .process import now
 from .rundir import RunLock, is_claimed, read_status, write_status
 from .spec import DIED, FAILED, INTERRUPTED, OK, RUNNING, TIMEOUT, RunOptions, RunResult, RunSpec
 from .sweep import Sweep
@@ -170,9 +171,9 @@ def _run_task(
         finally:
             lock.release()
     except BaseException as exc:  # a fault of ductaflow's own, recorded against the run
-        now = _now()
+        stamp = now()
         result = RunResult(
-            run_dir=spec.run_dir, status=FAILED, started=now, finished=now, duration_s=0.0,
+            run_dir=spec.run_dir, status=FAILED, started=stamp, finished=stamp, duration_s=0.0,
             config_hash=spec.config_hash, error=f"ductaflow internal error: {exc!r}",
             traceback=traceback.format_exc(), sweep=spec.sweep, name=spec.name,
         )  # fmt: skip
@@ -494,7 +495,7 @@ def execute_sweep(
     index = IndexFile(root)
     configs = {s.run_dir: s.config for s in specs}
     index.merge(build_row(r.spec.run_dir, r.status, r.spec.config) for r in plan.runs if r.status)
-    since = _now()
+    since = now()
     local = backend not in DISTRIBUTED_BACKENDS  # workers share this machine's files and pids
     stop = threading.Event()  # stops runs on this process's threads
     task = functools.partial(

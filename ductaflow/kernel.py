@@ -31,6 +31,7 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
 
 from .errors import ConfigError, ExecutionError
+from .process import describe_exit
 
 __all__ = [
     "Kernel",
@@ -131,15 +132,7 @@ class Kernel:
     def exit_description(self) -> str:
         """How the kernel process ended, for a ``died`` record (e.g. 'killed by SIGKILL')."""
         proc = getattr(self.km.provisioner, "process", None)
-        code = proc.poll() if proc is not None else None
-        if code is None:
-            return "the kernel stopped answering"
-        if code < 0:
-            try:
-                return f"the kernel was killed by {signal.Signals(-code).name}"
-            except ValueError:
-                return f"the kernel was killed by signal {-code}"
-        return f"the kernel exited with code {code}"
+        return "the kernel " + describe_exit(proc.poll() if proc is not None else None)
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines the kernel process wrote to stdout/stderr."""

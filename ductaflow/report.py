@@ -27,7 +27,6 @@ import html
 import logging
 import math
 import os
-import re
 import statistics
 import time
 from collections import Counter
@@ -39,6 +38,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .errors import InputError
+from .process import strip_ansi
 from .rundir import CONFIG_FILE, atomic_write_text, read_status
 from .spec import DIED, ERROR_ANCHOR, FAILED, INTERRUPTED, NOT_RUN, OK, RUNNING, TIMEOUT
 
@@ -91,7 +91,6 @@ MAX_STATUS_BARS = 16
 _TRACEBACK_LINES = 15
 _UNSET = "(unset)"
 _DASH = "\u2013"  # an en dash, for ranges
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 # -- the data behind the page ----------------------------------------------------------------------
@@ -655,7 +654,7 @@ def report_data(
 def _traceback_tail(text: str | None) -> str:
     if not text:
         return ""
-    lines = _ANSI.sub("", text).rstrip().splitlines()
+    lines = strip_ansi(text).rstrip().splitlines()
     if len(lines) > _TRACEBACK_LINES:
         lines = ["…", *lines[-_TRACEBACK_LINES:]]
     return "\n".join(lines)

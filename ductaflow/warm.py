@@ -76,6 +76,7 @@ from .kernel import (
     StandardStarter,
     _ThisPythonSpecs,
 )
+from .process import describe_exit, set_parent_death_signal
 
 __all__ = [
     "WarmStarter",
@@ -276,13 +277,7 @@ class _Zygote:
 
     def describe_end(self) -> str:
         """How the zygote ended, with the end of its log."""
-        code = self.proc.poll()
-        if code is None:
-            how = "stopped answering"
-        elif code < 0:
-            how = f"was killed by {_signal_name(-code)}"
-        else:
-            how = f"exited with code {code}"
+        how = describe_exit(self.proc.poll())
         try:
             with open(os.path.join(self.work_dir, "zygote.log"), encoding="utf-8") as zlog:
                 tail = zlog.read().strip().splitlines()[-5:]
@@ -393,13 +388,6 @@ class _Zygote:
         with contextlib.suppress(OSError):
             self.sock.close()
         self.proc.returncode = 0  # not our child here: never wait for it
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
 
 
 def _zygote_key(env: Mapping[str, str], preload: Sequence[str]) -> tuple[Any, ...]:
@@ -1001,16 +989,6 @@ class _ZygoteServer:
             self.conn.close()
 
 
-def _set_parent_death_signal(signum: int) -> None:
-    """Have Linux send ``signum`` to this process when its parent (the zygote) dies."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(pr_set_pdeathsig, signum, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-
-
 def _reseed() -> None:
     """Give this kernel its own random state (forked kernels would otherwise share it)."""
     import random
@@ -1027,9 +1005,7 @@ def _reseed() -> None:
 def _become_kernel(request: dict[str, Any]) -> None:
     """In a forked child: turn into ``python -m ipykernel_launcher ARGS`` for this run."""
     os.setsid()
-    _set_parent_death_signal(signal.SIGKILL)
-    if os.getppid() != request["zygote"]:
-        os._exit(1)  # the zygote died before the death signal was armed
+    set_parent_death_signal(signal.SIGKILL, request["zygote"], fallback=False)
     log_fd = request["log_fd"]
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)

@@ -183,7 +183,7 @@ def test_dead_workers_on_dask_local(tmp_path: Path) -> None:
 
     frame = load_index(tmp_path / "runs").set_index("param.x")
     assert frame["status"].to_dict() == {1: "ok", 2: "died"}
-    died = "DeadWorker: the run process running it died, twice (killed by SIGKILL)"
+    died = "DeadWorker: the run process running it died, twice: it was killed by SIGKILL"
     assert frame.loc[2, "error"] == died
     # the run whose worker was killed ran again on a new worker and finished
     for name in ("kill=worker", "kill=process"):  # each went again once
