@@ -1,0 +1,105 @@
+"""The environment a sweep ran in: Python, platform, installed distributions, the flows' commit.
+
+Recorded once per sweep as ``runs/<sweep>/environment/<hash>.json``; each run's ``status.json``
+names the hash (``env_hash``), so a strange result can be traced to the packages it ran with, and
+runs of one sweep that ran in different environments can be told apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ENVIRONMENT_DIR", "Environment", "capture_environment", "git_state"]
+
+ENVIRONMENT_DIR = "environment"
+_GIT_TIMEOUT_S = 10.0
+
+
+def git_state(path: Path) -> dict[str, Any] | None:
+    """``{"commit", "dirty", "root"}`` of the git repository holding ``path``, or None.
+
+    ``dirty`` is True when tracked files differ from the commit (untracked files do not count:
+    a runs root inside the repository would make every tree dirty).
+    """
+    git = shutil.which("git")
+    if git is None:
+        return None
+    where = path if path.is_dir() else path.parent
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # a status must never take the index lock
+
+    def ask(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(
+                [git, "-C", str(where), *args],
+                capture_output=True, text=True, timeout=_GIT_TIMEOUT_S, env=env,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    commit = ask("rev-parse", "HEAD")
+    if not commit:
+        return None
+    status = ask("status", "--porcelain", "--untracked-files=no")
+    root = ask("rev-parse", "--show-toplevel")
+    return {"commit": commit, "dirty": bool(status), "root": root}
+
+
+def _distributions() -> dict[str, str]:
+    from importlib import metadata
+
+    found: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and name not in found:  # the first on sys.path is the one imported
+            found[name] = dist.version
+    return dict(sorted(found.items(), key=lambda item: item[0].lower()))
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One environment record and its hash (over the canonical JSON of the record)."""
+
+    record: dict[str, Any]
+    hash: str
+
+    @property
+    def git_commit(self) -> str | None:
+        git = self.record.get("git")
+        return git.get("commit") if isinstance(git, dict) else None
+
+    def write(self, sweep_dir: Path) -> Path:
+        """``<sweep_dir>/environment/<hash>.json``, written once (atomically) and then kept."""
+        from .rundir import write_json
+
+        path = sweep_dir / ENVIRONMENT_DIR / f"{self.hash}.json"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(path, self.record)
+        return path
+
+
+def capture_environment(flows: Iterable[Path] = ()) -> Environment:
+    """This process's environment: what its kernels run with (they use this Python)."""
+    flows = list(flows)
+    record: dict[str, Any] = {
+        "python": sys.executable,
+        "python_version": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "distributions": _distributions(),
+        "git": git_state(flows[0]) if flows else None,
+    }
+    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return Environment(record, hashlib.sha256(canonical.encode()).hexdigest()[:12])
