@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ductaflow.engine import _now
+from ductaflow.process import now as _now
 from ductaflow.executor import plan_runs
 from ductaflow.index import IndexFile, build_row
 from ductaflow.rundir import CONFIG_FILE, RunLock, atomic_write_text, read_status, write_status
