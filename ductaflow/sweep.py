@@ -30,6 +30,7 @@ from .config import (
     set_dotted,
 )
 from .errors import ConfigError, InputError, SweepSpecError
+from .space import SampleBlock, parse_sample
 from .spec import FlowRef, RunSpec
 
 __all__ = ["SPEC_KEYS", "Sweep", "load_table", "sanitize_name"]
@@ -45,6 +46,7 @@ SPEC_KEYS = (
     "exclude",
     "run_name",
     "preload",
+    "sample",
 )
 RUN_NAME_COLUMN = "run_name"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+,-]+")
@@ -128,6 +130,8 @@ class Sweep:
     exclude: tuple[Mapping[str, Any], ...] = ()
     run_name: str | None = None
     preload: tuple[str, ...] = ()
+    #: sampled points of a space (``ductaflow.space``), times the other blocks
+    sample: SampleBlock | None = None
     #: Where the sweep came from (a spec file), for messages.
     source: str = ""
 
@@ -183,7 +187,9 @@ class Sweep:
             raise self._error("zip", f"lists must have equal lengths ({detail})")
         seen: dict[str, str] = {}
         columns = {k for row in self.table or () for k in row if k != RUN_NAME_COLUMN}
-        for block, keys in (("grid", self.grid), ("zip", self.zip), ("table", columns)):
+        sampled = self.sample.keys if self.sample else ()
+        blocks = (("grid", self.grid), ("zip", self.zip), ("table", columns), ("sample", sampled))
+        for block, keys in blocks:
             for key in keys:
                 if key in seen:
                     raise self._error(key, f"is varied in both {seen[key]} and {block}; keep one")
@@ -249,6 +255,9 @@ class Sweep:
         exclude = data.get("exclude", [])
         if not isinstance(exclude, list):
             raise SweepSpecError(f"{where}: 'exclude': give a list of objects")
+        sample = data.get("sample")
+        if sample is not None:
+            sample = parse_sample(sample, f"{where}: 'sample'")
         preload = data.get("preload", [])
         if not isinstance(preload, list) or not all(isinstance(m, str) for m in preload):
             raise SweepSpecError(f"{where}: 'preload': give a list of module names")
@@ -262,6 +271,7 @@ class Sweep:
             exclude=tuple(exclude),
             run_name=data.get("run_name"),
             preload=tuple(preload),
+            sample=sample,
             source=source,
         )
 
@@ -294,13 +304,16 @@ class Sweep:
     def varied_keys(self) -> tuple[str, ...]:
         """The keys the blocks vary, sorted: they name the runs."""
         columns = {k for row in self.table or () for k in row if k != RUN_NAME_COLUMN}
-        return tuple(sorted({*self.grid, *self.zip, *columns}))
+        sampled = self.sample.keys if self.sample else ()
+        return tuple(sorted({*self.grid, *self.zip, *columns, *sampled}))
 
-    def _overrides(self) -> Iterable[tuple[dict[str, Any], str | None]]:
+    def _overrides(self) -> Iterable[tuple[dict[str, Any], str | None, int | None]]:
+        """Each run's overrides of the base, its given name, and its sample point's number."""
         grid_keys = list(self.grid)
         zip_keys = list(self.zip)
         zip_rows = list(zip(*self.zip.values(), strict=True)) if self.zip else [()]
         table = self.table if self.table is not None else ({},)
+        points = list(enumerate(self.sample.points())) if self.sample else [(None, {})]
         for values in itertools.product(*self.grid.values()):
             grid_part = dict(zip(grid_keys, values, strict=True))
             for zip_row in zip_rows:
@@ -308,7 +321,8 @@ class Sweep:
                 for row in table:
                     name = row.get(RUN_NAME_COLUMN)
                     cells = {k: v for k, v in row.items() if k != RUN_NAME_COLUMN}
-                    yield {**grid_part, **zip_part, **cells}, name
+                    for number, point in points:
+                        yield {**grid_part, **zip_part, **cells, **point}, name, number
 
     def _excluded(self, config: Mapping[str, Any]) -> bool:
         return any(
@@ -317,14 +331,19 @@ class Sweep:
         )
 
     def _name(
-        self, config: Mapping[str, Any], digest: str, given: str | None, varied: Sequence[str]
+        self,
+        config: Mapping[str, Any],
+        digest: str,
+        given: str | None,
+        varied: Sequence[str],
+        number: int | None = None,
     ) -> str:
         if given:
             return sanitize_name(given)
         if self.run_name:
             return sanitize_name(_PLACEHOLDER.sub(lambda m: self._fill(m, config, digest),
                                                   self.run_name))  # fmt: skip
-        parts = []
+        parts = [] if number is None else [f"sample={number:04d}"]
         for key in varied:
             value = get_dotted(config, key, _MISSING)
             if value is not _MISSING:
@@ -356,8 +375,9 @@ class Sweep:
         sweep_dir = Path(runs_root).absolute() / self.name
         specs: list[RunSpec] = []
         names: dict[str, int] = {}
-        varied = self.varied_keys
-        for overrides, given in self._overrides():
+        # sampled values are long floats: the point's number names them instead
+        varied = [k for k in self.varied_keys if not self.sample or k not in self.sample.keys]
+        for overrides, given, number in self._overrides():
             config: Mapping[str, Any] = self.base
             try:
                 for key, value in overrides.items():
@@ -367,7 +387,7 @@ class Sweep:
             if self._excluded(config):
                 continue
             digest = config_hash(config)
-            name = self._name(config, digest, given, varied)
+            name = self._name(config, digest, given, varied, number)
             if name in names:
                 first = specs[names[name]]
                 what = "the same config" if first.config_hash == digest else "two configs"
