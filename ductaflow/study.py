@@ -1,0 +1,250 @@
+"""Adaptive sweeps: an Optuna study asks for each run's parameters and is told its result.
+
+The ``optimize`` block of a spec::
+
+    {"result": "loss", "direction": "minimize", "trials": 60, "sampler": "tpe", "seed": 0,
+     "space": {"x": {"uniform": [-5, 5]}}, "storage": "sqlite"}
+
+Each trial is one run (its own directory ``trial=0007-<hash>``, notebook, ``status.json`` and
+index row); its value is the result the flow records with ``ductaflow.record("loss", ...)``. A
+run that fails, records no such result, or records NaN is a failed trial. The study lives in
+``runs/<sweep>/study.db`` (SQLite through Optuna's RDB storage, which ``optuna-dashboard``
+opens), or ``study.log`` with ``"storage": "journal"``, or any database URL. Only this module
+imports optuna (the ``ductaflow[optimize]`` extra).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError, SweepSpecError
+from .space import Dimension, parse_space
+
+__all__ = [
+    "DIRECTIONS",
+    "OPTIMIZE_KEYS",
+    "SAMPLERS",
+    "OptimizeBlock",
+    "Study",
+    "load_study",
+    "parse_optimize",
+]
+
+log = logging.getLogger("ductaflow")
+
+OPTIMIZE_KEYS = ("result", "direction", "trials", "sampler", "seed", "space", "storage")
+DIRECTIONS = ("minimize", "maximize")
+#: sampler names and the Optuna class each stands for (others need their own extras)
+SAMPLERS = {
+    "tpe": "TPESampler",
+    "random": "RandomSampler",
+    "qmc": "QMCSampler",
+    "cmaes": "CmaEsSampler",
+    "gp": "GPSampler",
+    "nsga2": "NSGAIISampler",
+}
+STUDY_DB = "study.db"
+STUDY_JOURNAL = "study.log"
+#: user attribute of a trial: the name of its run directory
+RUN_ATTR = "ductaflow_run"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class OptimizeBlock:
+    """What to optimize and how; validated by ``parse_optimize``."""
+
+    result: str
+    direction: str
+    trials: int
+    sampler: str
+    seed: int | None
+    space: tuple[Dimension, ...]
+    storage: str = "sqlite"
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(d.key for d in self.space)
+
+
+def parse_optimize(block: Any, where: str) -> OptimizeBlock:
+    """An ``optimize`` block from a spec, validated; every problem names its key."""
+    if not isinstance(block, Mapping):
+        raise SweepSpecError(
+            f'{where}: give an object like {{"result": "loss", "trials": 40, ...}}'
+        )
+    unknown = sorted(set(block) - set(OPTIMIZE_KEYS))
+    if unknown:
+        raise SweepSpecError(f"{where}: unknown key {unknown[0]!r}; use {', '.join(OPTIMIZE_KEYS)}")
+    result = block.get("result")
+    if not isinstance(result, str) or not _NAME.fullmatch(result):
+        raise SweepSpecError(
+            f'{where}.result: give the name the flow records, as in ductaflow.record("loss", x)'
+        )
+    direction = block.get("direction", "minimize")
+    if direction not in DIRECTIONS:
+        raise SweepSpecError(f"{where}.direction: {direction!r}; use minimize or maximize")
+    trials = block.get("trials")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise SweepSpecError(f"{where}.trials: give the number of trials, a whole number >= 1")
+    sampler = block.get("sampler", "tpe")
+    if sampler not in SAMPLERS:
+        raise SweepSpecError(
+            f"{where}.sampler: unknown sampler {sampler!r}; use {', '.join(SAMPLERS)}"
+        )
+    seed = block.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise SweepSpecError(f"{where}.seed: give a whole number >= 0")
+    storage = block.get("storage", "sqlite")
+    if not isinstance(storage, str) or not storage:
+        raise SweepSpecError(f'{where}.storage: "sqlite", "journal" or a database URL')
+    space = parse_space(block.get("space"), f"{where}.space")
+    return OptimizeBlock(result, direction, trials, sampler, seed, space, storage)
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise InputError(
+            'an "optimize" sweep needs optuna: pip install "ductaflow[optimize]"'
+        ) from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def _distribution(optuna: Any, dim: Dimension) -> Any:
+    d = optuna.distributions
+    if dim.kind == "uniform":
+        return d.FloatDistribution(dim.low, dim.high)
+    if dim.kind == "loguniform":
+        return d.FloatDistribution(dim.low, dim.high, log=True)
+    if dim.kind == "int":
+        return d.IntDistribution(int(dim.low), int(dim.high))
+    return d.CategoricalDistribution(list(dim.choices))
+
+
+def _storage(optuna: Any, storage: str, sweep_dir: Path) -> Any:
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    if storage == "sqlite":
+        return f"sqlite:///{sweep_dir / STUDY_DB}"
+    if storage == "journal":
+        journal = optuna.storages.journal
+        return journal.JournalStorage(journal.JournalFileBackend(str(sweep_dir / STUDY_JOURNAL)))
+    return storage
+
+
+def _sampler(optuna: Any, block: OptimizeBlock) -> Any:
+    cls = getattr(optuna.samplers, SAMPLERS[block.sampler])
+    try:
+        return cls(seed=block.seed)
+    except ImportError as exc:  # e.g. GPSampler without torch
+        raise InputError(
+            f"sampler {block.sampler!r} needs a package that is missing ({exc})"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One asked trial: its number and the config overrides it stands for."""
+
+    number: int
+    params: dict[str, Any]
+
+
+class Study:
+    """The study of one ``optimize`` sweep: ask for trials, tell their runs' results."""
+
+    def __init__(self, block: OptimizeBlock, sweep_dir: Path, name: str) -> None:
+        optuna = _optuna()
+        self.block = block
+        self._optuna = optuna
+        self._distributions = {d.key: _distribution(optuna, d) for d in block.space}
+        self.study = optuna.create_study(
+            storage=_storage(optuna, block.storage, sweep_dir),
+            sampler=_sampler(optuna, block),
+            study_name=name,
+            direction=block.direction,
+            load_if_exists=True,
+        )
+        #: trials asked by this process, by number (their user attributes can be set)
+        self._asked: dict[int, Any] = {}
+
+    # -- state ----------------------------------------------------------------------------------
+    def finished(self) -> int:
+        """Trials that ended, complete or failed: they count toward ``trials``."""
+        return sum(1 for t in self.study.get_trials(deepcopy=False) if t.state.is_finished())
+
+    def remaining(self) -> int:
+        return max(0, self.block.trials - self.finished())
+
+    def running(self) -> list[tuple[int, str | None]]:
+        """Trials still ``RUNNING`` in the study: (number, run directory name)."""
+        state = self._optuna.trial.TrialState.RUNNING
+        return [
+            (t.number, t.user_attrs.get(RUN_ATTR))
+            for t in self.study.get_trials(deepcopy=False, states=(state,))
+        ]
+
+    def best(self) -> Any | None:
+        """The best complete trial (Optuna's ``FrozenTrial``), or None before any."""
+        try:
+            return self.study.best_trial
+        except ValueError:
+            return None
+
+    # -- ask and tell ---------------------------------------------------------------------------
+    def ask(self) -> Trial:
+        trial = self.study.ask(fixed_distributions=self._distributions)
+        self._asked[trial.number] = trial
+        return Trial(trial.number, dict(trial.params))
+
+    def name_run(self, trial: Trial, run_name: str) -> None:
+        """Remember which run directory holds the trial (for a conductor that resumes)."""
+        self._asked[trial.number].set_user_attr(RUN_ATTR, run_name)
+
+    def value_of(self, status: str | None, run_dir: Path) -> tuple[float | None, str | None]:
+        """The trial value of a finished run, or None and why it is a failed trial."""
+        if status != "ok":
+            return None, f"the run ended {status}"
+        try:
+            results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            results = {}
+        value = results.get(self.block.result) if isinstance(results, dict) else None
+        if value is None:
+            return None, f"the run recorded no {self.block.result!r} (ductaflow.record)"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None, f"the run recorded {self.block.result!r} = {value!r}, not a number"
+        if not math.isfinite(value):
+            return None, f"the run recorded {self.block.result!r} = {value}"
+        return float(value), None
+
+    def tell(self, number: int, status: str | None, run_dir: Path) -> str | None:
+        """Tell the study how trial ``number``'s run ended; returns why it failed, if it did."""
+        value, why = self.value_of(status, run_dir)
+        state = self._optuna.trial.TrialState
+        asked = self._asked.pop(number, None)
+        if value is None:
+            if asked is not None:
+                asked.set_user_attr("ductaflow_error", why)
+            self.study.tell(number, state=state.FAIL, skip_if_finished=True)
+        else:
+            self.study.tell(number, value, skip_if_finished=True)
+        return why
+
+
+def load_study(runs_root: str | Path, sweep: str, storage: str = "sqlite") -> Any:
+    """The Optuna study of an ``optimize`` sweep, for Optuna's own analysis and plots."""
+    optuna = _optuna()
+    sweep_dir = Path(runs_root) / sweep
+    if storage == "sqlite" and not (sweep_dir / STUDY_DB).exists():
+        raise InputError(f"{sweep_dir / STUDY_DB}: no study here; is {sweep!r} an optimize sweep?")
+    return optuna.load_study(study_name=sweep, storage=_storage(optuna, storage, sweep_dir))
