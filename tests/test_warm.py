@@ -422,3 +422,36 @@ def test_warm_starter_pickles_and_checks_names() -> None:
     assert starter.preload == ("pandas", "numpy") and starter.registry is None
     with pytest.raises(ConfigError, match="not a module name"):
         WarmStarter(["numpy; import os"])
+
+
+STDLIB_ONLY = """
+import json, sys
+before = set(sys.modules)  # the interpreter's start-up (site, .pth files) is not ours
+import ductaflow.{module}
+new = set(sys.modules) - before
+ours = sorted(m for m in new if m.split(".")[0] == "ductaflow")
+others = sorted(m for m in new if m.split(".")[0] not in {{*sys.stdlib_module_names, "ductaflow"}})
+print(json.dumps({{"ours": ours, "others": others}}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [
+        ("zygote", ["ductaflow", "ductaflow.process", "ductaflow.zygote"]),
+        ("zygotes", ["ductaflow", "ductaflow.process", "ductaflow.zygote", "ductaflow.zygotes"]),
+    ],
+)
+def test_the_zygote_and_its_owner_import_only_the_standard_library(
+    module: str, allowed: list[str]
+) -> None:
+    """The zygote imports its own module before anything else: it must bring nothing a kernel
+    would not import anyway (and the registry needs no jupyter to own zygotes)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", STDLIB_ONLY.format(module=module)],
+        capture_output=True, text=True, check=True,
+        cwd=Path(__file__).parent.parent,
+    )  # fmt: skip
+    seen = json.loads(proc.stdout)
+    assert seen["others"] == []
+    assert seen["ours"] == allowed
