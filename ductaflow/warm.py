@@ -57,11 +57,11 @@ from traitlets import DottedObjectName, Type, default
 
 from .errors import ConfigError
 from .kernel import (
-    _KERNEL_ARGS,
-    _THIS_PYTHON,
+    KERNEL_ARGS,
+    THIS_PYTHON,
     KernelStarter,
     StandardStarter,
-    _ThisPythonSpecs,
+    ThisPythonSpecs,
 )
 from .zygotes import ForkedKernel, WarmUnavailable, ZygoteRegistry, default_registry, note_once
 
@@ -218,8 +218,8 @@ class WarmStarter(KernelStarter):
     async def start(self, cwd: Path, env: Mapping[str, str], log_path: Path) -> AsyncKernelManager:
         sock_dir = log_path.parent
         km = _WarmKernelManager(
-            kernel_name=_THIS_PYTHON,
-            kernel_spec_manager=_ThisPythonSpecs(),
+            kernel_name=THIS_PYTHON,
+            kernel_spec_manager=ThisPythonSpecs(),
             transport="ipc",
             ip=os.path.join(sock_dir, "k"),
             connection_file=os.path.join(sock_dir, "kernel.json"),
@@ -230,7 +230,7 @@ class WarmStarter(KernelStarter):
         provisioner.log_path = log_path
         km.provisioner = provisioner
         try:
-            await km.start_kernel(cwd=str(cwd), env=dict(env), extra_arguments=list(_KERNEL_ARGS))
+            await km.start_kernel(cwd=str(cwd), env=dict(env), extra_arguments=list(KERNEL_ARGS))
         except BaseException:  # e.g. cancelled after the fork: nobody else would kill it
             if provisioner.process is not None:
                 with contextlib.suppress(Exception):
@@ -243,7 +243,7 @@ def warm_unavailable_reason(kernel: str | None = None) -> str | None:
     """Why kernels cannot be forked here (for ``--kernel kernel``), or None when they can."""
     if not sys.platform.startswith("linux"):
         return f"forking kernels is only done on Linux, not {sys.platform}"
-    if kernel is not None and kernel != _THIS_PYTHON:
+    if kernel is not None and kernel != THIS_PYTHON:
         from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
         try:
