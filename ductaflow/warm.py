@@ -63,7 +63,14 @@ from .kernel import (
     StandardStarter,
     ThisPythonSpecs,
 )
-from .zygotes import ForkedKernel, WarmUnavailable, ZygoteRegistry, default_registry, note_once
+from .zygotes import (
+    ForkedKernel,
+    WarmUnavailable,
+    ZygoteRegistry,
+    default_registry,
+    launch_env,
+    note_once,
+)
 
 __all__ = [
     "WarmStarter",
@@ -88,8 +95,7 @@ class _ForkProvisioner(LocalProvisioner):
     log_path: Path
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> dict[str, Any]:
-        env = dict(kwargs.get("env") or os.environ)
-        env["JPY_PARENT_PID"] = str(os.getpid())  # as jupyter_client's launcher sets it
+        env = launch_env(kwargs.get("env") or os.environ)
         cwd = str(kwargs.get("cwd") or os.getcwd())
         try:
             args = _launcher_args(cmd)
@@ -211,6 +217,11 @@ class WarmStarter(KernelStarter):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (WarmStarter, (self.preload,))
+
+    def prestart(self, env: Mapping[str, str] | None = None) -> None:
+        """Begin starting this starter's zygote in the background and return at once, so that
+        it boots while the sweep is expanded and planned (``ZygoteRegistry.prestart``)."""
+        (self.registry or default_registry()).prestart(env, self.preload)
 
     def __repr__(self) -> str:
         return f"WarmStarter(preload={list(self.preload)!r})"

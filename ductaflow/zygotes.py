@@ -38,6 +38,7 @@ from .process import describe_exit
 from .zygote import BOOT
 
 __all__ = [
+    "ENGINE_KERNEL_ENV",
     "MAX_ZYGOTES",
     "MAX_ZYGOTE_DEATHS",
     "SPAWN_TIMEOUT",
@@ -47,6 +48,7 @@ __all__ = [
     "Zygote",
     "ZygoteRegistry",
     "default_registry",
+    "launch_env",
     "note_once",
 ]
 
@@ -62,6 +64,8 @@ MAX_ZYGOTES = 4
 MAX_ZYGOTE_DEATHS = 3
 #: Environment variables that differ from run to run; they are not part of a zygote's key.
 _PER_RUN_ENV = re.compile(r"DUCTAFLOW_\w*")
+#: What the engine adds to every kernel's environment (``ductaflow.engine``), for ``prestart``.
+ENGINE_KERNEL_ENV = {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}
 #: What ``IPKernelApp`` sets when MPLBACKEND is unset; a preloaded matplotlib must see it too.
 _INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
@@ -325,6 +329,12 @@ class Zygote:
         self.proc.returncode = 0  # not our child here: never wait for it
 
 
+def launch_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment a forked kernel is launched with: ``env``, and ``JPY_PARENT_PID`` as
+    jupyter_client's launcher sets it. Zygotes are keyed by it (less the per-run variables)."""
+    return {**env, "JPY_PARENT_PID": str(os.getpid())}
+
+
 def _zygote_key(env: Mapping[str, str], preload: Sequence[str]) -> tuple[Any, ...]:
     kept = tuple(sorted((k, v) for k, v in env.items() if not _PER_RUN_ENV.fullmatch(k)))
     return (sys.executable, kept, tuple(preload))
@@ -364,14 +374,46 @@ class ZygoteRegistry:
         self._hooked = False
 
     def running(self, env: Mapping[str, str], preload: Sequence[str] = ()) -> Zygote | None:
-        """The zygote for ``env`` and ``preload`` if it runs now, without starting one."""
+        """The zygote for ``env`` and ``preload`` if it runs now, without starting one.
+
+        Never waits: while another thread starts a zygote, it returns None (called from event
+        loops, which must not block for a zygote's start).
+        """
         key = _zygote_key(env, preload)
-        with self._lock:
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
             zygote = self._zygotes.get(key) if self._pid == os.getpid() else None
             if zygote is None or not zygote.alive():
                 return None
             zygote.last_used = time.monotonic()
             return zygote
+        finally:
+            self._lock.release()
+
+    def prestart(
+        self, env: Mapping[str, str] | None = None, preload: Sequence[str] = ()
+    ) -> threading.Thread:
+        """Begin starting the zygote for ``env`` and ``preload`` in a thread; return at once.
+
+        ``env`` is a kernel's environment as the engine builds it (default: this process's, plus
+        what the engine adds). A kernel start that needs this zygote while it boots waits for it
+        rather than starting another. A zygote that cannot start is remembered, as on first use:
+        the first run then starts its kernel the standard way and the log says why. The thread
+        is returned, for whoever wants to wait (``join``); nobody has to.
+        """
+        kernel_env = launch_env({**os.environ, **ENGINE_KERNEL_ENV} if env is None else env)
+        kernel_env.pop("PYTHONEXECUTABLE", None)  # as jupyter_client drops it for Python kernels
+
+        def start() -> None:
+            try:
+                self.zygote_for(kernel_env, preload)
+            except Exception as exc:  # remembered by zygote_for; said by the first run
+                log.debug("warm kernels: prestarting a zygote: %s", exc)
+
+        thread = threading.Thread(target=start, name="ductaflow-zygote-prestart", daemon=True)
+        thread.start()
+        return thread
 
     def zygote_for(self, env: Mapping[str, str], preload: Sequence[str] = ()) -> Zygote:
         """The running zygote for kernels with ``env`` and ``preload``; start it if need be.
@@ -449,12 +491,20 @@ class ZygoteRegistry:
         with self._lock:
             return [z.pid for z in self._zygotes.values() if z.proc.poll() is None]
 
-    def close(self) -> None:
-        """Stop every zygote (and so every kernel they forked)."""
-        with self._lock:
+    def close(self, *, wait: bool = True) -> None:
+        """Stop every zygote (and so every kernel they forked).
+
+        With ``wait=False`` (at interpreter exit), a zygote still starting in another thread is
+        not waited for: its socket closes with this process, and it exits then by itself.
+        """
+        if not self._lock.acquire(timeout=-1 if wait else 0):
+            return
+        try:
             zygotes, self._zygotes = list(self._zygotes.values()), {}
             self._failed.clear()
             self._deaths.clear()
+        finally:
+            self._lock.release()
         if self._pid != os.getpid():
             for zygote in zygotes:
                 zygote.forget()
@@ -483,7 +533,7 @@ _DEFAULT_LOCK = threading.Lock()
 
 def _close_all() -> None:
     for registry in list(_REGISTRIES):
-        registry.close()
+        registry.close(wait=False)
 
 
 def _forget_all() -> None:
