@@ -15,7 +15,9 @@ runner, N runs are executed in a fresh Python process:
 - ``standard``: the same sweep with ``warm=False``: a new kernel per run, on loky (its default);
 - ``nbclient``: ``NotebookClient(nb).execute()`` with the parameter as a first cell, then saved,
   on joblib (loky);
-- ``papermill``: ``papermill.execute_notebook`` with ``parameters``, on joblib (loky).
+- ``papermill``: ``papermill.execute_notebook`` with ``parameters``, on joblib (loky);
+- ``baseline`` (with ``--baseline DIR``): the ``ductaflow`` sweep with the ductaflow package found
+  in ``DIR`` (e.g. a checkout of main), to set a change side by side with the code before it.
 
 Reported medians over interleaved rounds: wall per run and kernel start (at -j 1), CPU seconds
 per run of the whole process tree (driver, workers, zygotes, kernels: ``RUSAGE_CHILDREN`` of the
@@ -40,12 +42,13 @@ from typing import Any
 RUNNERS = ("ductaflow", "warm-loky", "standard", "nbclient", "papermill")
 #: ``--runners save-each-cell``: ductaflow as it was before saves were spaced out, a validated
 #: save of the notebook after every cell.
-EXTRA_RUNNERS = ("save-each-cell",)
+EXTRA_RUNNERS = ("save-each-cell", "baseline")
 SWEEPS = {
     "ductaflow": (True, None),
     "warm-loky": (True, "loky"),
     "standard": (False, None),
     "save-each-cell": (True, None),
+    "baseline": (True, None),
 }
 RATIO_TO = ("papermill", "nbclient", "standard")
 
@@ -205,13 +208,21 @@ def cpu_of_children() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(runner: str, flow: str, jobs: int, runs: int) -> dict[str, Any]:
+def measure(
+    runner: str, flow: str, jobs: int, runs: int, baseline: str | None = None
+) -> dict[str, Any]:
     """Run one measurement in a fresh process; add the CPU time of its whole process tree."""
+    env = dict(os.environ)
+    if runner == "baseline":
+        if baseline is None:
+            raise SystemExit("--runners baseline needs --baseline DIR")
+        # found before the installed (editable) ductaflow; its zygote boots from DIR too
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [baseline, env.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory(prefix="df-bench-k-") as base:
         args = json.dumps([runner, flow, jobs, runs, base])
         cpu0, load0 = cpu_of_children(), os.getloadavg()[0]
         proc = subprocess.run(
-            [sys.executable, __file__, "--measured", args], capture_output=True, text=True
+            [sys.executable, __file__, "--measured", args], capture_output=True, text=True, env=env
         )
         cpu = cpu_of_children() - cpu0
     if proc.returncode != 0:
@@ -261,17 +272,31 @@ def report(
                 + " | ".join(f"{r:.2f}" for r in rates)
                 + f" | {best[flow, runner]:.2f} |"
             )
-    lines += [
-        "",
-        "| flow | best runs/s of | ÷ papermill | ÷ nbclient | ÷ standard |",
-        "|---|---|---|---|---|",
-    ]
+    if any(r in runners for r in RATIO_TO):
+        lines += [
+            "",
+            "| flow | best runs/s of | ÷ papermill | ÷ nbclient | ÷ standard |",
+            "|---|---|---|---|---|",
+        ]
     for flow in flows:
         for warm in ("ductaflow", "warm-loky"):
             if (flow, warm) not in best or not any((flow, o) in best for o in RATIO_TO):
                 continue
             ratios = [best[flow, warm] / best.get((flow, o), float("nan")) for o in RATIO_TO]
             lines.append(f"| {flow} | {warm} | " + " | ".join(f"{r:.1f}×" for r in ratios) + " |")
+    if "baseline" in runners and "ductaflow" in runners:
+        lines += ["", "| flow | ductaflow ÷ baseline: wall/run -j1 | best runs/s |"]
+        lines.append("|---|---|---|")
+        for flow in flows:
+
+            def wall(runner: str, flow: str = flow) -> float:
+                rows = samples.get((flow, runner, jobs[0]), [])
+                return median([median(r["run_walls"]) for r in rows])
+
+            lines.append(
+                f"| {flow} | {wall('ductaflow') / wall('baseline'):.2f}× | "
+                f"{best[flow, 'ductaflow'] / best[flow, 'baseline']:.2f}× |"
+            )
     return "\n".join(lines)
 
 
@@ -284,6 +309,7 @@ def main() -> None:
     parser.add_argument(
         "--runners", nargs="+", default=list(RUNNERS), choices=RUNNERS + EXTRA_RUNNERS
     )
+    parser.add_argument("--baseline", help="a directory holding the ductaflow to compare with")
     parser.add_argument("--measured", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measured:
@@ -297,7 +323,7 @@ def main() -> None:
                 runners = args.runners
                 order = runners[rnd % len(runners) :] + runners[: rnd % len(runners)]
                 for runner in order:
-                    result = measure(runner, flow, jobs, args.runs)
+                    result = measure(runner, flow, jobs, args.runs, args.baseline)
                     samples.setdefault((flow, runner, jobs), []).append(result)
                     loads.append(result["load"])
                     print(

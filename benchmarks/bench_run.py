@@ -11,6 +11,11 @@ Interleaved rounds, so machine noise hits all three alike; medians reported:
 Then a one-off run as ``ductaflow run`` does it, each in a fresh Python process (imports
 included): with a standard kernel, and with a warm one (a zygote started for this one kernel),
 wall and CPU of the whole process tree. This decides whether ``ductaflow run`` goes warm.
+
+Then a small warm sweep (``--sweep-runs`` runs at -j 2) in a fresh process, timed from the
+process's first line: with the zygote started on demand (by the first kernel), and prestarted
+(``ZygoteRegistry.prestart`` before the sweep's imports, expansion and planning).
+``--prestart-only`` measures only this.
 """
 
 from __future__ import annotations
@@ -75,10 +80,59 @@ def one_off(flow: Path, base: Path, rounds: int) -> dict[str, list[tuple[float, 
     return samples
 
 
+SWEEP = """\
+import sys, time
+t0 = time.perf_counter()
+if sys.argv[3] == "prestarted":
+    from ductaflow.zygotes import default_registry
+    default_registry().prestart()
+from pathlib import Path
+from ductaflow.executor import execute_sweep
+from ductaflow.sweep import Sweep
+sweep = Sweep(name="s", flows=(Path(sys.argv[1]),), grid={"x": list(range(int(sys.argv[4])))})
+report = execute_sweep(sweep, Path(sys.argv[2]), 2, progress=False)
+assert report.counts().get("ok") == int(sys.argv[4]), report.counts()
+print(time.perf_counter() - t0)
+"""
+
+
+def small_sweeps(flow: Path, base: Path, rounds: int, runs: int) -> dict[str, list[float]]:
+    """The sweep's wall from its process's first line, per zygote mode and round."""
+    samples: dict[str, list[float]] = {"on demand": [], "prestarted": []}
+    for i in range(rounds):
+        for mode in list(samples) if i % 2 else list(samples)[::-1]:
+            args = [sys.executable, "-c", SWEEP, str(flow), str(base / f"sw-{mode[:2]}{i}"), mode]
+            out = subprocess.run([*args, str(runs)], check=True, capture_output=True, text=True)
+            samples[mode].append(float(out.stdout))
+    return samples
+
+
+def print_small_sweeps(samples: dict[str, list[float]], runs: int) -> None:
+    walls = {mode: statistics.median(rows) for mode, rows in samples.items()}
+    print(f"\n| {runs}-run warm sweep, -j 2, fresh process | wall from its first line |")
+    print("|---|---:|")
+    for mode, wall in walls.items():
+        print(f"| zygote {mode} | {wall:.2f} s |")
+    print(
+        f"\nprestarted / on demand: {walls['prestarted'] / walls['on demand']:.2f}×; "
+        f"saved {walls['on demand'] - walls['prestarted']:.2f} s"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--sweep-runs", type=int, default=20)
+    parser.add_argument("--prestart-only", action="store_true")
     args = parser.parse_args()
+    if args.prestart_only:
+        with tempfile.TemporaryDirectory(prefix="df-bench-run-") as tmp:
+            flow = Path(tmp) / "trivial.py"
+            flow.write_text(TRIVIAL)
+            samples = small_sweeps(flow, Path(tmp), args.rounds, args.sweep_runs)
+        print(f"rounds: {args.rounds} (interleaved), medians")
+        print_small_sweeps(samples, args.sweep_runs)
+        return
     starts, stops, runs, bare = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="df-bench-run-") as tmp:
         base = Path(tmp)
@@ -99,6 +153,7 @@ def main() -> None:
             ).execute()
             bare.append(time.perf_counter() - t0)
         single = one_off(flow, base, args.rounds)
+        sweeps = small_sweeps(flow, base, args.rounds, args.sweep_runs)
     med = statistics.median
     print(f"rounds: {args.rounds} (interleaved), medians\n")
     print("| what | wall |\n|---|---:|")
@@ -114,6 +169,7 @@ def main() -> None:
     for mode, rows in single.items():
         walls, cpus = zip(*rows, strict=True)
         print(f"| {mode} kernel | {med(walls):.2f} s | {med(cpus):.2f} |")
+    print_small_sweeps(sweeps, args.sweep_runs)
 
 
 if __name__ == "__main__":

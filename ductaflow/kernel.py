@@ -34,25 +34,31 @@ from .errors import ConfigError, ExecutionError
 from .process import describe_exit
 
 __all__ = [
+    "KERNEL_ARGS",
+    "STARTUP_TIMEOUT",
+    "THIS_PYTHON",
     "Kernel",
     "KernelStarter",
     "StandardStarter",
+    "ThisPythonSpecs",
     "check_kernel_name",
     "open_kernel",
 ]
 
 #: Seconds a kernel may take to start and answer before the run is recorded as ``died``.
 STARTUP_TIMEOUT = 60.0
-_THIS_PYTHON = "ductaflow-this-python"
-#: IPython's sqlite history is shared by all kernels of a user and locks under parallel load.
-_KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
+#: The kernel name of the interpreter ductaflow itself runs in (the default kernel).
+THIS_PYTHON = "ductaflow-this-python"
+#: Arguments every kernel gets: IPython's sqlite history is shared by all kernels of a user and
+#: locks under parallel load, so it is kept in memory.
+KERNEL_ARGS = ("--HistoryManager.hist_file=:memory:",)
 
 
-class _ThisPythonSpecs(KernelSpecManager):
+class ThisPythonSpecs(KernelSpecManager):
     """Kernelspecs as usual, plus one for the interpreter ductaflow itself runs in."""
 
     def get_kernel_spec(self, kernel_name: str, *args: Any, **kwargs: Any) -> KernelSpec:
-        if kernel_name == _THIS_PYTHON:
+        if kernel_name == THIS_PYTHON:
             return KernelSpec(
                 argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
                 display_name=f"Python {sys.version_info.major}.{sys.version_info.minor}",
@@ -92,6 +98,13 @@ class KernelStarter(abc.ABC):
     async def start(self, cwd: Path, env: Mapping[str, str], log_path: Path) -> AsyncKernelManager:
         """Start a kernel whose working directory is ``cwd``; its output goes to ``log_path``."""
 
+    def prestart(self, env: Mapping[str, str] | None = None) -> None:  # noqa: B027
+        """Begin, in the background, what makes the first ``start`` faster; return at once.
+
+        ``env``: the kernels' environment, if not this process's plus ductaflow's. Does nothing
+        here; ``WarmStarter`` starts its zygote.
+        """
+
 
 class StandardStarter(KernelStarter):
     """A new kernel process per run, from a kernelspec (default: this interpreter), over ipc."""
@@ -102,8 +115,8 @@ class StandardStarter(KernelStarter):
     async def start(self, cwd: Path, env: Mapping[str, str], log_path: Path) -> AsyncKernelManager:
         sock_dir = log_path.parent
         km = AsyncKernelManager(
-            kernel_name=self.kernel_name or _THIS_PYTHON,
-            kernel_spec_manager=_ThisPythonSpecs(),
+            kernel_name=self.kernel_name or THIS_PYTHON,
+            kernel_spec_manager=ThisPythonSpecs(),
             transport="ipc",
             ip=os.path.join(sock_dir, "k"),
             connection_file=os.path.join(sock_dir, "kernel.json"),
@@ -112,7 +125,7 @@ class StandardStarter(KernelStarter):
             await km.start_kernel(
                 cwd=str(cwd),
                 env=dict(env),
-                extra_arguments=list(_KERNEL_ARGS),
+                extra_arguments=list(KERNEL_ARGS),
                 stdout=log,
                 stderr=log,
             )

@@ -422,3 +422,98 @@ def test_warm_starter_pickles_and_checks_names() -> None:
     assert starter.preload == ("pandas", "numpy") and starter.registry is None
     with pytest.raises(ConfigError, match="not a module name"):
         WarmStarter(["numpy; import os"])
+
+
+STDLIB_ONLY = """
+import json, sys
+before = set(sys.modules)  # the interpreter's start-up (site, .pth files) is not ours
+import ductaflow.{module}
+new = set(sys.modules) - before
+ours = sorted(m for m in new if m.split(".")[0] == "ductaflow")
+others = sorted(m for m in new if m.split(".")[0] not in {{*sys.stdlib_module_names, "ductaflow"}})
+print(json.dumps({{"ours": ours, "others": others}}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [
+        ("zygote", ["ductaflow", "ductaflow.process", "ductaflow.zygote"]),
+        ("zygotes", ["ductaflow", "ductaflow.process", "ductaflow.zygote", "ductaflow.zygotes"]),
+    ],
+)
+def test_the_zygote_and_its_owner_import_only_the_standard_library(
+    module: str, allowed: list[str]
+) -> None:
+    """The zygote imports its own module before anything else: it must bring nothing a kernel
+    would not import anyway (and the registry needs no jupyter to own zygotes)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", STDLIB_ONLY.format(module=module)],
+        capture_output=True, text=True, check=True,
+        cwd=Path(__file__).parent.parent,
+    )  # fmt: skip
+    seen = json.loads(proc.stdout)
+    assert seen["others"] == []
+    assert seen["ours"] == allowed
+
+
+def test_a_prestarted_zygote_serves_the_first_run(tmp_path: Path) -> None:
+    """``prestart`` returns at once; the zygote it boots is the one the engine's first kernel is
+    forked from (same key: the engine's kernel environment), not a second one."""
+    reg = ZygoteRegistry()
+    ref = write_flow(tmp_path, PIDS.replace("SLEEP", "0"))
+    starter = WarmStarter(registry=reg)
+    try:
+        t0 = time.perf_counter()
+        thread = reg.prestart()
+        assert time.perf_counter() - t0 < 0.2  # a zygote takes ~0.5 s to boot
+        assert thread.is_alive()
+        thread.join(60)
+        (zygote,) = reg.zygote_pids
+        result = run(tmp_path / "r", ref, starter)
+        assert result.status == "ok", result.error
+        assert int((tmp_path / "r" / "pids").read_text().split()[1]) == zygote
+        assert reg.zygote_pids == [zygote]
+        assert result.flows[0].kernel_start_s is not None
+        assert result.flows[0].kernel_start_s < 0.5  # no zygote start inside
+    finally:
+        reg.close()
+
+
+def test_a_run_that_starts_while_the_zygote_boots_waits_for_it(tmp_path: Path) -> None:
+    reg = ZygoteRegistry()
+    ref = write_flow(tmp_path, PIDS.replace("SLEEP", "0"))
+    starter = WarmStarter(registry=reg)
+    try:
+        starter.prestart()  # the run below begins while the zygote is still importing
+        results = [run(tmp_path / f"r{i}", ref, starter) for i in range(2)]
+        assert all(r.status == "ok" for r in results), [r.error for r in results]
+        (zygote,) = reg.zygote_pids
+        parents = {int((tmp_path / f"r{i}" / "pids").read_text().split()[1]) for i in range(2)}
+        assert parents == {zygote}
+    finally:
+        reg.close()
+    StandardStarter().prestart()  # the seam's default: nothing to start ahead
+
+
+def test_a_prestart_that_fails_leaves_runs_to_the_standard_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    modules = tmp_path / "mods"
+    modules.mkdir()
+    (modules / "df_crash.py").write_text("import os\nos._exit(3)\n")
+    monkeypatch.setenv("PYTHONPATH", str(modules))
+    reg = ZygoteRegistry()
+    starter = WarmStarter(["df_crash"], registry=reg)
+    ref = write_flow(tmp_path, PIDS.replace("SLEEP", "0"))
+    try:
+        reg.prestart(preload=["df_crash"]).join(60)
+        with caplog.at_level(logging.WARNING, logger="ductaflow"):
+            result = run(tmp_path / "r", ref, starter)
+        assert result.status == "ok", result.error
+        assert int((tmp_path / "r" / "pids").read_text().split()[1]) == os.getpid()
+        assert reg.zygote_pids == []
+    finally:
+        reg.close()
+    assert caplog.text.count("warm kernels unavailable") == 1
+    assert "exited with code 3" in caplog.text
