@@ -37,6 +37,7 @@ __all__ = [
     "FlowFacts",
     "check_runs",
     "flow_cells",
+    "flow_kernel",
     "inspect_notebook",
     "is_clean_exit",
     "load_flow",
@@ -424,6 +425,7 @@ def check_runs(
     *,
     strict: bool = False,
     where: str = "sweep",
+    kernel: str | None = None,
 ) -> list[str]:
     """Warnings about a sweep's runs, from its flows' facts, logged; ``strict`` raises instead.
 
@@ -431,6 +433,8 @@ def check_runs(
     any run; (b) a key that the sweep varies (``varied``) and that no flow reads, unless a flow
     hands ``config`` on whole.
     """
+    if kernel is None:
+        _check_kernelspecs(flows)
     configs = configs if isinstance(configs, Sequence) else list(configs)
     warnings: list[str] = []
     for facts in flows:
@@ -457,6 +461,35 @@ def check_runs(
     for warning in [*warnings, *unread]:
         log.warning("warning: %s", warning)
     return [*warnings, *unread]
+
+
+#: The kernelspec name that means "this Python" (what ductaflow runs by default).
+DEFAULT_KERNEL = "python3"
+
+
+def flow_kernel(facts: FlowFacts | None, kernel: str | None) -> str | None:
+    """The kernelspec a flow runs in: ``--kernel``, else the flow's own (an ``.ipynb``'s
+    kernelspec), else None for this Python (also for a kernelspec named ``python3``)."""
+    if kernel is not None:
+        return kernel
+    if facts is None or facts.kernel in (None, DEFAULT_KERNEL):
+        return None
+    return facts.kernel
+
+
+def _check_kernelspecs(flows: Sequence[FlowFacts]) -> None:
+    wanted = {f.kernel: f.path for f in flows if flow_kernel(f, None) is not None}
+    if not wanted:
+        return
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    installed = set(KernelSpecManager().find_kernel_specs())
+    for name, path in wanted.items():
+        if name not in installed:
+            raise FlowError(
+                f"{path}: its kernelspec {name!r} is not installed here (installed: "
+                f"{', '.join(sorted(installed)) or 'none'}); install it or give --kernel NAME"
+            )
 
 
 def _strict(warnings: list[str]) -> str:

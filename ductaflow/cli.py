@@ -140,7 +140,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     check_kernel_name(args.kernel)
     assert flow.facts is not None
     varied = [key for key, _ in parse_set(args.set)]
-    told = check_runs([flow.facts], [config], varied, strict=args.strict, where="--set")
+    told = check_runs([flow.facts], [config], varied, strict=args.strict, where="--set",
+                      kernel=args.kernel)  # fmt: skip
     digest = config_hash(config)
     run_dir = args.run_dir or Path("runs", "manual", f"{flow.name}-{digest[:8]}")
     spec = RunSpec(run_dir.absolute(), config, (flow,), config_hash=digest)

@@ -23,9 +23,9 @@ from typing import Any
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-from .checks import is_clean_exit
+from .checks import flow_kernel, is_clean_exit
 from .errors import DuctaflowError, ExecutionError
-from .kernel import STARTUP_TIMEOUT, Kernel, KernelStarter, open_kernel
+from .kernel import STARTUP_TIMEOUT, Kernel, KernelStarter, StandardStarter, open_kernel
 from .notebook import (
     add_error_output,
     build_notebook,
@@ -176,6 +176,8 @@ async def _execute_flow(
         startup = STARTUP_TIMEOUT
         if deadline is not None:
             startup = max(0.1, min(startup, deadline - time.monotonic()))
+        if options.kernel is None and (own := flow_kernel(ref.facts, None)) is not None:
+            starter = StandardStarter(own)  # an .ipynb flow's own kernelspec
         kernel = await open_kernel(starter, run_dir, env, startup_timeout=startup)
         client = NotebookClient(
             nb,

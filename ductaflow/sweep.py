@@ -355,14 +355,15 @@ class Sweep:
         with gc_paused():
             return self._expand(runs_root)
 
-    def check(self, specs: Sequence[RunSpec]) -> list[str]:
+    def check(self, specs: Sequence[RunSpec], kernel: str | None = None) -> list[str]:
         """The flows' source checks for these runs of the sweep, before any of them runs: logged
-        warnings, or (``strict``) an ``InputError``. See ``checks.check_runs``."""
+        warnings, or (``strict``) an ``InputError``; ``kernel`` is ``--kernel`` (None: each flow's
+        own kernelspec must be installed). See ``checks.check_runs``."""
         if not specs:
             return []
         facts = [f.facts for f in specs[0].flows if f.facts is not None]
         return check_runs(facts, [s.config for s in specs], self.varied_keys, strict=self.strict,
-                          where=self.source or f"sweep {self.name!r}")  # fmt: skip
+                          where=self.source or f"sweep {self.name!r}", kernel=kernel)  # fmt: skip
 
     def _expand(self, runs_root: str | Path) -> list[RunSpec]:
         try:
