@@ -55,7 +55,8 @@ PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
 OWN_TAGS = frozenset({"ductaflow-config", "ductaflow-error", "ductaflow-stopped"})
 #: Suffixes of the Python notebook formats a flow may have (Jupytext reads them all).
 FLOW_SUFFIXES = (".py", ".ipynb", ".md", ".markdown", ".myst", ".mystnb", ".mnb", ".Rmd")
-_SHELL_OR_MAGIC = re.compile(r"^(\s*)(?:[%!]|[\w.\[\], ]+=\s*[%!])")
+_SHELL_OR_MAGIC = re.compile(r"^(\s*)[%!]")
+_ASSIGNED_MAGIC = re.compile(r"^(\s*)([\w.\[\], ]+?)\s*=\s*[%!]")
 _PY_LANGUAGES = {"python", "python3", "ipython", "ipython3", ""}
 
 
@@ -196,7 +197,9 @@ def _parse_cell(source: str, where: str) -> ast.Module | None:
     except SyntaxError:
         pass
     lines = [
-        f"{m.group(1)}pass" if (m := _SHELL_OR_MAGIC.match(line)) else line
+        _ASSIGNED_MAGIC.sub(r"\1\2 = None", line)
+        if not _SHELL_OR_MAGIC.match(line)
+        else _SHELL_OR_MAGIC.sub(r"\1pass  #", line)
         for line in source.splitlines()
     ]
     # ``obj?`` / ``obj??`` help lines
