@@ -21,7 +21,7 @@ import difflib
 import hashlib
 import logging
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ OWN_TAGS = frozenset({"ductaflow-config", "ductaflow-error", "ductaflow-stopped"
 FLOW_SUFFIXES = (".py", ".ipynb", ".md", ".markdown", ".myst", ".mystnb", ".mnb", ".Rmd")
 _SHELL_OR_MAGIC = re.compile(r"^(\s*)[%!]")
 _ASSIGNED_MAGIC = re.compile(r"^(\s*)([\w.\[\], ]+?)\s*=\s*[%!]")
+_IPYTHON_SYNTAX = re.compile(r"^\s*[%!]|^[^#\n]*=\s*[%!]|\?\s*$", re.M)
 _PY_LANGUAGES = {"python", "python3", "ipython", "ipython3", ""}
 
 
@@ -192,10 +193,11 @@ def _parse_cell(source: str, where: str) -> ast.Module | None:
     """A code cell's ast (None for a cell magic); IPython-only lines read as ``pass``."""
     if source.lstrip().startswith("%%"):
         return None
-    try:
-        return compile(source, where, "exec", _FLAGS)  # type: ignore[no-any-return]
-    except SyntaxError:
-        pass
+    if not _IPYTHON_SYNTAX.search(source):
+        try:
+            return compile(source, where, "exec", _FLAGS)  # type: ignore[no-any-return]
+        except SyntaxError:
+            pass
     lines = [
         _ASSIGNED_MAGIC.sub(r"\1\2 = None", line)
         if not _SHELL_OR_MAGIC.match(line)
@@ -243,123 +245,147 @@ def _config_path(node: ast.AST) -> tuple[str, ...] | None:
     return None
 
 
-class _Reads(ast.NodeVisitor):
-    """Names read and config paths read anywhere in a cell (functions included)."""
+def _nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node under ``tree``, each before its children (faster than ``ast.walk``)."""
+    out: list[ast.AST] = []
+    todo = [tree]
+    node_type = ast.AST
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if type(value) is list:
+                todo.extend(v for v in reversed(value) if isinstance(v, node_type))
+            elif isinstance(value, node_type):
+                todo.append(value)
+    return out
 
-    def __init__(self) -> None:
-        self.names: set[str] = set()
-        self.paths: set[tuple[str, ...]] = set()
-        self.whole = False
 
-    def _chain(self, node: ast.AST) -> bool:
-        path = _config_path(node)
-        if path is None:
-            return False
-        if path:
-            self.paths.add(path)
+def _reads(tree: ast.AST, names: set[str], paths: set[tuple[str, ...]]) -> bool:
+    """Add the names ``tree`` reads and its ``config[...]`` paths; whether it uses ``config``
+    whole. Outer nodes come first, so the inner links of a chain already seen are skipped."""
+    seen: set[int] = set()
+    whole = False
+    name_t, sub_t, call_t, cmp_t, load_t = ast.Name, ast.Subscript, ast.Call, ast.Compare, ast.Load
+    for node in _nodes(tree):
+        kind = type(node)
+        if kind is name_t:
+            if type(node.ctx) is load_t:  # type: ignore[attr-defined]
+                ident = node.id  # type: ignore[attr-defined]
+                names.add(ident)
+                if ident == "config" and id(node) not in seen:
+                    whole = True
+        elif kind is sub_t or kind is call_t:
+            if id(node) in seen:
+                continue
+            path = _config_path(node)
+            if path:
+                paths.add(path)
+                _consume(node, seen)
+        elif kind is cmp_t:  # "key" in config
+            assert isinstance(node, ast.Compare)
+            if (
+                len(node.ops) == 1
+                and isinstance(node.ops[0], ast.In | ast.NotIn)
+                and isinstance(node.left, ast.Constant)
+                and isinstance(node.left.value, str)
+                and (path := _config_path(node.comparators[0])) is not None
+            ):
+                paths.add((*path, node.left.value))
+                _consume(node.comparators[0], seen)
+    return whole
+
+
+def _consume(node: ast.AST, seen: set[int]) -> None:
+    """Mark the links of a config chain (down to the ``config`` name) as seen."""
+    while True:
+        seen.add(id(node))
+        if isinstance(node, ast.Subscript):
+            node = node.value
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            seen.add(id(node.func))
+            node = node.func.value
         else:
-            self.whole = True
-        # still visit what the chain does not consume: .get defaults, slices of other subscripts
-        inner = node
-        while not isinstance(inner, ast.Name):
-            if isinstance(inner, ast.Subscript):
-                inner = inner.value
-            else:
-                assert isinstance(inner, ast.Call) and isinstance(inner.func, ast.Attribute)
-                for arg in [*inner.args[1:], *inner.keywords]:
-                    self.visit(arg)
-                inner = inner.func.value
-        return True
-
-    def visit_Subscript(self, node: ast.Subscript) -> None:
-        if not self._chain(node):
-            self.generic_visit(node)
-
-    def visit_Call(self, node: ast.Call) -> None:
-        if not self._chain(node):
-            self.generic_visit(node)
-
-    def visit_Compare(self, node: ast.Compare) -> None:  # "key" in config
-        if (
-            len(node.ops) == 1
-            and isinstance(node.ops[0], ast.In | ast.NotIn)
-            and isinstance(node.left, ast.Constant)
-            and isinstance(node.left.value, str)
-            and (path := _config_path(node.comparators[0])) is not None
-        ):
-            self.paths.add((*path, node.left.value))
             return
-        self.generic_visit(node)
-
-    def visit_Name(self, node: ast.Name) -> None:
-        if isinstance(node.ctx, ast.Load):
-            self.names.add(node.id)
-            if node.id == "config":
-                self.whole = True
 
 
-def _events(node: ast.AST) -> Iterator[tuple[str, str, int]]:
-    """``("load" | "store", name, line)`` of module-level names, in the order they happen.
+def _expr_events(node: ast.AST | None, out: list[tuple[str, str, int]]) -> None:
+    """An expression's names: reads, then (walrus) stores; comprehension variables are local."""
+    if node is None:
+        return
+    stores = []
+    name_t, load_t, walrus_t = ast.Name, ast.Load, ast.NamedExpr
+    for sub in _nodes(node):
+        kind = type(sub)
+        if kind is name_t and type(sub.ctx) is load_t:  # type: ignore[attr-defined]
+            out.append(("load", sub.id, sub.lineno))  # type: ignore[attr-defined]
+        elif kind is walrus_t and isinstance(sub.target, ast.Name):  # type: ignore[attr-defined]
+            stores.append(("store", sub.target.id, sub.lineno))  # type: ignore[attr-defined]
+    out.extend(stores)
 
-    Bodies of functions, classes and lambdas run later (or in their own scope): only the name
-    they define counts. Comprehension variables are their own scope too.
-    """
-    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-        for sub in [*node.decorator_list, *getattr(node, "bases", ())]:
-            yield from _events(sub)
-        yield "store", node.name, node.lineno
-        return
-    if isinstance(node, ast.Lambda):
-        return
-    if isinstance(node, ast.AnnAssign) and node.value is None:
-        return  # ``x: int`` assigns nothing
-    if isinstance(node, ast.Assign | ast.AnnAssign | ast.NamedExpr):
-        if node.value is not None:
-            yield from _events(node.value)
-        for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
-            yield from _events(target)
-        return
-    if isinstance(node, ast.AugAssign):
-        if isinstance(node.target, ast.Name):
-            yield "load", node.target.id, node.lineno
-        yield from _events(node.value)
-        yield from _events(node.target)
-        return
-    if isinstance(node, ast.For | ast.AsyncFor):
-        yield from _events(node.iter)
-        yield from _events(node.target)
-        for sub in [*node.body, *node.orelse]:
-            yield from _events(sub)
-        return
-    if isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp):
-        local = {
-            n.id for g in node.generators for n in ast.walk(g.target) if isinstance(n, ast.Name)
-        }
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load) and sub.id not in local:
-                yield "load", sub.id, sub.lineno
-        return
-    if isinstance(node, ast.Import | ast.ImportFrom):
-        for alias in node.names:
+
+def _target_events(node: ast.AST, out: list[tuple[str, str, int]]) -> None:
+    for sub in _nodes(node):
+        if isinstance(sub, ast.Name):
+            kind = "store" if isinstance(sub.ctx, ast.Store) else "load"
+            out.append((kind, sub.id, sub.lineno))
+
+
+def _events(stmt: ast.stmt, out: list[tuple[str, str, int]]) -> None:
+    """Append ``(load | store, name, line)`` of a module-level statement, in the order they
+    happen. Bodies of functions, classes and lambdas run later: only the name defined counts."""
+    if isinstance(stmt, ast.Expr | ast.Return):
+        _expr_events(stmt.value, out)
+    elif isinstance(stmt, ast.Assign):
+        _expr_events(stmt.value, out)
+        for target in stmt.targets:
+            _target_events(target, out)
+    elif isinstance(stmt, ast.AnnAssign):
+        if stmt.value is not None:  # ``x: int`` assigns nothing
+            _expr_events(stmt.value, out)
+            _target_events(stmt.target, out)
+    elif isinstance(stmt, ast.AugAssign):
+        if isinstance(stmt.target, ast.Name):
+            out.append(("load", stmt.target.id, stmt.lineno))
+        _expr_events(stmt.value, out)
+        _target_events(stmt.target, out)
+    elif isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        for deco in stmt.decorator_list:
+            _expr_events(deco, out)
+        out.append(("store", stmt.name, stmt.lineno))
+    elif isinstance(stmt, ast.Import | ast.ImportFrom):
+        for alias in stmt.names:
             if alias.name != "*":
-                yield "store", (alias.asname or alias.name).split(".")[0], node.lineno
-        return
-    if isinstance(node, ast.ExceptHandler):
-        if node.type is not None:
-            yield from _events(node.type)
-        if node.name:
-            yield "store", node.name, node.lineno
-        for sub in node.body:
-            yield from _events(sub)
-        return
-    if isinstance(node, ast.Name):
-        if isinstance(node.ctx, ast.Load):
-            yield "load", node.id, node.lineno
-        elif isinstance(node.ctx, ast.Store):
-            yield "store", node.id, node.lineno
-        return
-    for child in ast.iter_child_nodes(node):
-        yield from _events(child)
+                out.append(("store", (alias.asname or alias.name).split(".")[0], stmt.lineno))
+    elif isinstance(stmt, ast.For | ast.AsyncFor):
+        _expr_events(stmt.iter, out)
+        _target_events(stmt.target, out)
+        _body_events([*stmt.body, *stmt.orelse], out)
+    elif isinstance(stmt, ast.If | ast.While):
+        _expr_events(stmt.test, out)
+        _body_events([*stmt.body, *stmt.orelse], out)
+    elif isinstance(stmt, ast.With | ast.AsyncWith):
+        for item in stmt.items:
+            _expr_events(item.context_expr, out)
+            if item.optional_vars is not None:
+                _target_events(item.optional_vars, out)
+        _body_events(stmt.body, out)
+    elif isinstance(stmt, ast.Try | getattr(ast, "TryStar", ast.Try)):
+        _body_events(stmt.body, out)
+        for handler in stmt.handlers:
+            _expr_events(handler.type, out)
+            if handler.name:
+                out.append(("store", handler.name, handler.lineno))
+            _body_events(handler.body, out)
+        _body_events([*stmt.orelse, *stmt.finalbody], out)
+    else:  # match, del, assert, raise, global, ...: their names are reads
+        _expr_events(stmt, out)
+
+
+def _body_events(body: list[ast.stmt], out: list[tuple[str, str, int]]) -> None:
+    for stmt in body:
+        _events(stmt, out)
 
 
 def inspect_notebook(nb: Any, path: str, fmt: str) -> FlowFacts:
@@ -369,8 +395,10 @@ def inspect_notebook(nb: Any, path: str, fmt: str) -> FlowFacts:
     injected = [i for i, c in enumerate(cells) if INJECTED_TAG in _tags(c)]
     # the injected cell replaces a stale one, else follows the parameters cell, else goes first
     after = injected[0] if injected else (tagged[0] if tagged else -1)
-    reads = _Reads()
-    first: dict[str, str] = {}
+    names: set[str] = set()
+    paths: set[tuple[str, ...]] = set()
+    whole = False
+    first: set[str] = set()
     overwrites: list[tuple[str, int, int]] = []
     for i, cell in enumerate(cells):
         if cell.cell_type != "code" or i in injected:
@@ -378,22 +406,23 @@ def inspect_notebook(nb: Any, path: str, fmt: str) -> FlowFacts:
         tree = _parse_cell(cell.source, f"{path}: cell {i + 1}")
         if tree is None:
             continue
-        reads.visit(tree)
+        whole = _reads(tree, names, paths) or whole
         if i <= after:
             continue
-        for stmt in tree.body:
-            for kind, name, line in _events(stmt):
-                if name not in first:
-                    first[name] = kind
-                    if kind == "store":
-                        overwrites.append((name, i + 1, line))
+        events: list[tuple[str, str, int]] = []
+        _body_events(tree.body, events)
+        for kind, name, line in events:
+            if name not in first:
+                first.add(name)
+                if kind == "store":
+                    overwrites.append((name, i + 1, line))
     kernel = nb.metadata.get("kernelspec", {}).get("name")
     return FlowFacts(
         path=path,
         format=fmt,
-        names=frozenset(reads.names),
-        config_paths=frozenset(reads.paths),
-        passes_config=reads.whole,
+        names=frozenset(names),
+        config_paths=frozenset(paths),
+        passes_config=whole,
         overwrites=tuple(overwrites),
         kernel=str(kernel) if kernel else None,
     )
@@ -439,10 +468,11 @@ def check_runs(
     if kernel is None:
         _check_kernelspecs(flows)
     configs = configs if isinstance(configs, Sequence) else list(configs)
+    keys: set[str] = set().union(*configs)  # every top-level key of every run, in one C loop
     warnings: list[str] = []
     for facts in flows:
         for name, cell, line in facts.overwrites:
-            if name != "config" and any(_injected(c, name) for c in configs):
+            if name in keys and name != "config" and any(_injected(c, name) for c in configs):
                 warnings.append(_overwrite(facts.path, name, cell, line))
     if strict and warnings:
         raise FlowError(_strict(warnings))
