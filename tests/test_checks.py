@@ -147,3 +147,14 @@ def test_run_warns_of_an_unread_set_key_and_strict_refuses(tmp_path: Path, flows
     assert proc.returncode == 0
     assert proc.stderr.count("assigns 'alpha'") == 1  # said once, not again after the run
     assert read_json(tmp_path / "t" / "status.json")["warnings"]
+
+
+def test_two_flows_of_one_name_and_a_bad_strict_are_refused(tmp_path: Path) -> None:
+    from ductaflow.sweep import Sweep
+
+    (tmp_path / "a.py").write_text("# %%\nx = 1\n")
+    (tmp_path / "a.md").write_text("```python\nx = 1\n```\n")
+    with pytest.raises(SweepSpecError, match="share the name 'a'"):
+        Sweep.from_dict({"name": "s", "flows": ["a.py", "a.md"]}, tmp_path).expand(tmp_path)
+    with pytest.raises(SweepSpecError, match="'strict': must be true or false"):
+        Sweep.from_dict({"name": "s", "flows": ["a.py"], "strict": "yes"}, tmp_path)

@@ -205,3 +205,19 @@ def test_sys_exit(tmp_path: Path, at: str, call: str) -> None:
     assert sum(NOT_RUN_TAG in t for t in tags) == 3 - number
     outputs = [o for c in nb.cells for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error" or "exit" in str(o.get("text"))]
+
+
+def test_script_mode_works_for_a_light_py_flow(tmp_path: Path) -> None:
+    flow = tmp_path / "light.py"
+    flow.write_text(
+        '# + tags=["parameters"]\nalpha = 0.1\nimport ductaflow\n\n'
+        "ductaflow.parameters(globals())\n# -\n\n"
+        'open("alpha.txt", "w").write(repr(alpha))\n'
+    )
+    assert FlowRef.from_path(flow).facts.format == "py:light"  # type: ignore[union-attr]
+    proc = subprocess.run(
+        [sys.executable, str(flow), "--set", "alpha=0.7"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "alpha.txt").read_text() == "0.7"
