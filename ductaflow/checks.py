@@ -30,10 +30,13 @@ from .config import is_variable_name
 from .errors import FlowError, SweepSpecError
 
 __all__ = [
+    "CONFIG_TAG",
+    "ERROR_TAG",
     "FLOW_SUFFIXES",
     "INJECTED_TAG",
     "PAPERMILL_ERROR_TAG",
     "PARAMETERS_TAG",
+    "STOPPED_TAG",
     "FlowFacts",
     "check_runs",
     "flow_cells",
@@ -51,8 +54,12 @@ PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 #: The tag papermill gives the error-marker cells it adds to a failed run's notebook.
 PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
-#: Tags of cells ductaflow itself adds (its config table and failure markers).
-OWN_TAGS = frozenset({"ductaflow-config", "ductaflow-error", "ductaflow-stopped"})
+CONFIG_TAG = "ductaflow-config"
+ERROR_TAG = "ductaflow-error"
+#: The marker after the cell whose ``sys.exit(0)`` stopped a flow cleanly.
+STOPPED_TAG = "ductaflow-stopped"
+#: Tags of cells ductaflow itself adds (its config table, failure and stop markers).
+OWN_TAGS = frozenset({CONFIG_TAG, ERROR_TAG, STOPPED_TAG})
 #: Suffixes of the Python notebook formats a flow may have (Jupytext reads them all).
 FLOW_SUFFIXES = (".py", ".ipynb", ".md", ".markdown", ".myst", ".mystnb", ".mnb", ".Rmd")
 _SHELL_OR_MAGIC = re.compile(r"^(\s*)[%!]")

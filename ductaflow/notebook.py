@@ -25,8 +25,11 @@ import nbformat
 from nbformat import NotebookNode
 
 from .checks import (
+    CONFIG_TAG,
+    ERROR_TAG,
     INJECTED_TAG,
     PARAMETERS_TAG,
+    STOPPED_TAG,
     flow_cells,
     overwrite_warnings,
     read_notebook,
@@ -55,10 +58,6 @@ __all__ = [
     "save_notebook",
 ]
 
-CONFIG_TAG = "ductaflow-config"
-ERROR_TAG = "ductaflow-error"
-#: The marker after the cell whose ``sys.exit(0)`` stopped a flow cleanly.
-STOPPED_TAG = "ductaflow-stopped"
 #: The cells after a clean stop, which were not executed.
 NOT_RUN_TAG = "ductaflow-not-run"
 _DEFAULT_KERNELSPEC = {
