@@ -48,6 +48,10 @@ def _execution_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kernel", metavar="NAME", help="a registered kernelspec (default: this Python)"
     )
+    parser.add_argument(
+        "--strict", action="store_true",
+        help="exit 2 before running when a flow overwrites a config key or a varied key is unread",
+    )  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run one flow with one config in one run directory")
-    run.add_argument("flow", type=Path, help="a Jupytext percent-format .py flow")
+    run.add_argument("flow", type=Path, help="a flow: .py (percent or light), .md, .ipynb")
     run.add_argument("--config", type=Path, help="a JSON config file")
     run.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
@@ -123,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from .checks import check_runs
     from .config import config_hash, load_config, parse_set, set_dotted
     from .engine import RunInterrupted, execute_run
     from .kernel import check_kernel_name
@@ -133,6 +138,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for key, value in parse_set(args.set):
         config = set_dotted(config, key, value)
     check_kernel_name(args.kernel)
+    assert flow.facts is not None
+    varied = [key for key, _ in parse_set(args.set)]
+    told = check_runs([flow.facts], [config], varied, strict=args.strict, where="--set",
+                      kernel=args.kernel)  # fmt: skip
     digest = config_hash(config)
     run_dir = args.run_dir or Path("runs", "manual", f"{flow.name}-{digest[:8]}")
     spec = RunSpec(run_dir.absolute(), config, (flow,), config_hash=digest)
@@ -152,7 +161,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         line += f": {result.error}{where}"
     print(f"{line} -> {notebook}")
     for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        if warning not in told:  # the source checks' warnings were logged before the run
+            print(f"warning: {warning}", file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -164,6 +174,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.name:
         overrides["name"] = args.name
+    if args.strict:
+        overrides["strict"] = True
     if args.spec.suffix.lower() == ".csv":
         overrides.update(flows=args.flow, base=args.base)
     elif args.flow or args.base:

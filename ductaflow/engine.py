@@ -23,13 +23,15 @@ from typing import Any
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+from .checks import flow_kernel, is_clean_exit
 from .errors import DuctaflowError, ExecutionError
-from .kernel import STARTUP_TIMEOUT, Kernel, KernelStarter, open_kernel
+from .kernel import STARTUP_TIMEOUT, Kernel, KernelStarter, StandardStarter, open_kernel
 from .notebook import (
     add_error_output,
     build_notebook,
     flow_cell_number,
     mark_failure,
+    mark_stopped,
     read_flow,
     save_notebook,
 )
@@ -140,6 +142,7 @@ class _Flow:
     traceback: str | None = None
     failed_index: int | None = None
     failed_cell: int | None = None
+    stopped_at_cell: int | None = None
 
 
 async def _execute_flow(
@@ -161,7 +164,7 @@ async def _execute_flow(
     autosave: _Autosave | None = None
     try:
         flow_nb, sha = read_flow(ref.path)
-        nb, warnings = build_notebook(flow_nb, spec.config, config_hash=spec.config_hash)
+        nb, warnings = build_notebook(flow_nb, spec.config, config_hash=spec.config_hash, ref=ref)
         save_notebook(nb, state.notebook_path)
         autosave = _Autosave(nb, state.notebook_path)
         env = {
@@ -173,6 +176,8 @@ async def _execute_flow(
         startup = STARTUP_TIMEOUT
         if deadline is not None:
             startup = max(0.1, min(startup, deadline - time.monotonic()))
+        if options.kernel is None and (own := flow_kernel(ref.facts, None)) is not None:
+            starter = StandardStarter(own)  # an .ipynb flow's own kernelspec
         kernel = await open_kernel(starter, run_dir, env, startup_timeout=startup)
         client = NotebookClient(
             nb,
@@ -200,9 +205,13 @@ async def _execute_flow(
         current = None
         state.status = OK
     except CellExecutionError as exc:
-        state.status = FAILED
-        state.error = one_line(f"{exc.ename}: {exc.evalue}")
-        state.traceback = strip_ansi(str(exc))
+        if nb is not None and current is not None and is_clean_exit(exc.ename, exc.evalue):
+            state.status, state.stopped_at_cell = OK, mark_stopped(nb, current, exc.evalue)
+            current = None
+        else:
+            state.status = FAILED
+            state.error = one_line(f"{exc.ename}: {exc.evalue}")
+            state.traceback = strip_ansi(str(exc))
     except CellTimeoutError:
         state.status = TIMEOUT
         if deadline is not None and time.monotonic() >= deadline - 0.01:
@@ -257,6 +266,7 @@ async def _execute_flow(
         traceback=state.traceback,
         failed_cell=state.failed_cell,
         kernel_start_s=round(kernel.start_s, 4) if kernel is not None else None,
+        stopped_at_cell=state.stopped_at_cell,
     )
     return result, warnings
 

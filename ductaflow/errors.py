@@ -5,7 +5,7 @@
     DuctaflowError
     ├── InputError (ValueError)          bad input, found before any kernel starts: CLI exit 2
     │   ├── ConfigError                  a config file, a --set override, a key
-    │   ├── FlowError                    a flow file that is missing or not a percent-format flow
+    │   ├── FlowError                    a flow file that is missing, unreadable or not Python
     │   └── SweepSpecError               a sweep spec, its CSV table, its names
     └── ExecutionError (RuntimeError)    ductaflow itself could not run something (never a run's
                                          own failure: those are recorded in status.json)
@@ -38,7 +38,7 @@ class ConfigError(InputError):
 
 
 class FlowError(InputError):
-    """A flow file is missing or cannot be read as a Jupytext percent-format flow."""
+    """A flow file is missing or cannot be read as a Python notebook in a Jupytext format."""
 
 
 class SweepSpecError(InputError):

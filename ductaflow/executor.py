@@ -473,6 +473,7 @@ def execute_sweep(
         options = dataclasses.replace(options, preload=sweep.preload)
     root = Path(runs_root).absolute()
     specs = sweep.expand(root)
+    sweep.check(specs, options.kernel)  # source checks: warnings, or InputError when strict
     plan = plan_runs(specs, force=force, only=only)
     sweep_report = SweepReport(sweep.name, root, plan)
     if dry_run:

@@ -2,8 +2,10 @@
 
 ``parameters(globals())``, as the last line of a flow's ``parameters`` cell, makes the flow run as
 a plain script too: ``python flow/01_data_prep.py --config c.json --set alpha=0.3`` sets ``config``
-and the same variables that ductaflow injects into a notebook run. Under ductaflow, where the
-injected cell follows, and in an interactive kernel, it changes nothing.
+and the same variables that ductaflow injects into a notebook run. Script mode is for ``.py`` flows
+(percent or light format, both plain Python); a ``.md`` or ``.ipynb`` flow runs as a notebook
+only. Under ductaflow, where the injected cell follows, and in an interactive kernel, it changes
+nothing.
 """
 
 from __future__ import annotations

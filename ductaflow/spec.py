@@ -6,14 +6,13 @@ back, so every backend can pickle them.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .checks import FlowFacts, load_flow
 from .config import config_hash
-from .errors import FlowError
 
 __all__ = [
     "ERROR_ANCHOR",
@@ -40,10 +39,16 @@ ERROR_ANCHOR = "ductaflow-error"
 
 @dataclass(frozen=True)
 class FlowRef:
-    """A flow file, by absolute path and the sha256 of its bytes when it was planned."""
+    """A flow file, by absolute path and the sha256 of its bytes when it was planned.
+
+    A flow is a Python notebook in any format Jupytext reads (``.py`` percent or light, ``.md``,
+    MyST, ``.ipynb``); ``facts`` is what its source says (``checks.FlowFacts``), found once when
+    the sweep is planned.
+    """
 
     path: Path
     sha256: str
+    facts: FlowFacts | None = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -56,16 +61,10 @@ class FlowRef:
 
     @classmethod
     def from_path(cls, path: str | Path) -> FlowRef:
+        """The flow at ``path``, read and checked: ``FlowError`` for a file that cannot run."""
         path = Path(path).absolute()
-        if path.suffix != ".py":
-            raise FlowError(f"{path}: a flow is a Jupytext percent-format .py file")
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise FlowError(f"{path}: flow file not found; check the path") from None
-        except OSError as exc:
-            raise FlowError(f"{path}: cannot read flow file ({exc})") from None
-        return cls(path=path, sha256=hashlib.sha256(data).hexdigest())
+        sha, facts = load_flow(path)
+        return cls(path=path, sha256=sha, facts=facts)
 
 
 @dataclass(frozen=True)
@@ -120,6 +119,9 @@ class FlowResult:
     failed_cell: int | None = None
     #: Seconds the kernel took to start and answer.
     kernel_start_s: float | None = None
+    #: 1-based number of the flow's own cell that stopped it cleanly (``sys.exit(0)``); the
+    #: cells after it were not executed.
+    stopped_at_cell: int | None = None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .checks import check_runs
 from .config import (
     check_key,
     config_hash,
@@ -47,6 +48,7 @@ SPEC_KEYS = (
     "run_name",
     "preload",
     "sample",
+    "strict",
 )
 RUN_NAME_COLUMN = "run_name"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+,-]+")
@@ -132,6 +134,8 @@ class Sweep:
     preload: tuple[str, ...] = ()
     #: sampled points of a space (``ductaflow.space``), times the other blocks
     sample: SampleBlock | None = None
+    #: Refuse to run (exit 2) when the flows' source checks warn (``--strict``).
+    strict: bool = False
     #: Where the sweep came from (a spec file), for messages.
     source: str = ""
 
@@ -164,7 +168,7 @@ class Sweep:
                 "name", f"{self.name!r} is not a usable directory name; use letters, digits, ._-="
             )
         if not self.flows:
-            raise self._error("flows", "no flows given; list at least one .py flow")
+            raise self._error("flows", "no flows given; list at least one flow (.py, .md, .ipynb)")
         if not isinstance(self.base, Mapping):
             raise self._error("base", "must be a JSON object or the path of a JSON file")
         for block in ("grid", "zip"):
@@ -199,6 +203,8 @@ class Sweep:
                 raise self._error(f"exclude[{i}]", 'must be an object like {"alpha": 0.3}')
             for key in entry:
                 self._check_key(key, f"exclude[{i}]")
+        if not isinstance(self.strict, bool):
+            raise self._error("strict", "must be true or false")
         if self.run_name is not None and not isinstance(self.run_name, str):
             raise self._error("run_name", 'must be a template string like "a{alpha}-{hash}"')
 
@@ -241,7 +247,7 @@ class Sweep:
         if isinstance(flows, str):
             flows = [flows]
         if not isinstance(flows, list) or not all(isinstance(f, str) for f in flows):
-            raise SweepSpecError(f"{where}: 'flows': give a list of .py flow paths")
+            raise SweepSpecError(f"{where}: 'flows': give a list of flow paths (.py, .md, .ipynb)")
         base = data.get("base", {})
         if isinstance(base, str):
             base = _load_base(base_dir / base, where)
@@ -272,6 +278,7 @@ class Sweep:
             run_name=data.get("run_name"),
             preload=tuple(preload),
             sample=sample,
+            strict=data.get("strict", False),
             source=source,
         )
 
@@ -367,11 +374,29 @@ class Sweep:
         with gc_paused():
             return self._expand(runs_root)
 
+    def check(self, specs: Sequence[RunSpec], kernel: str | None = None) -> list[str]:
+        """The flows' source checks for these runs of the sweep, before any of them runs: logged
+        warnings, or (``strict``) an ``InputError``; ``kernel`` is ``--kernel`` (None: each flow's
+        own kernelspec must be installed). See ``checks.check_runs``."""
+        if not specs:
+            return []
+        facts = [f.facts for f in specs[0].flows if f.facts is not None]
+        return check_runs(facts, [s.config for s in specs], self.varied_keys, strict=self.strict,
+                          where=self.source or f"sweep {self.name!r}", kernel=kernel)  # fmt: skip
+
     def _expand(self, runs_root: str | Path) -> list[RunSpec]:
         try:
             flows = tuple(FlowRef.from_path(f) for f in self.flows)
         except InputError as exc:
             raise self._error("flows", str(exc)) from None
+        stems: dict[str, Path] = {}
+        for ref in flows:
+            if ref.name in stems and stems[ref.name] != ref.path:
+                raise self._error(
+                    "flows", f"{stems[ref.name]} and {ref.path} share the name {ref.name!r}, so "
+                    "their executed notebooks would overwrite each other; rename one",
+                )  # fmt: skip
+            stems[ref.name] = ref.path
         sweep_dir = Path(runs_root).absolute() / self.name
         specs: list[RunSpec] = []
         names: dict[str, int] = {}

@@ -30,6 +30,7 @@ def test_demo_sweep_and_csv_sweep(repo_copy: Path) -> None:
     frame = load_index(repo_copy / "runs")
     assert len(frame) == 7 and set(frame["status"]) == {"ok"}
     assert frame["result.rmse"].between(0, 2).all()
+    assert frame["result.max_abs_residual"].gt(0).all()  # the fourth flow, a Markdown notebook
     for run_dir in frame["run_dir"]:
         assert (Path(run_dir) / "summary.md").exists()  # the third flow ran in the same dir
 
