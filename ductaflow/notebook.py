@@ -137,7 +137,9 @@ def build_notebook(
     nb.metadata.pop("jupytext", None)
     nb.metadata["ductaflow"] = {"config": config, "config_hash": config_hash}
     warnings = [
-        f"config key {k!r} is not a valid Python name; it is in config[{k!r}] only" for k in skipped
+        f"config key {k!r} is not a Python name a flow can take (invalid or reserved); "
+        f"it is in config[{k!r}] only"
+        for k in skipped
     ]
     return nb, warnings
 
