@@ -88,7 +88,11 @@ def test_load_index_reports_and_repairs(
     assert problem is None and len(rows) == 6, "the repair was not written back"
 
 
-@pytest.mark.parametrize("damage", list(DAMAGES))
+#: the damages that broke later sweeps and reports (the rest differ only in how they are read)
+CLI_DAMAGES = ["empty", "half-truncated", "rows-lost", "extra-field", "a-directory"]
+
+
+@pytest.mark.parametrize("damage", CLI_DAMAGES)
 def test_sweep_and_report_repair_it(made: Path, tmp_path: Path, damage: str) -> None:
     root = damaged_copy(made, tmp_path, damage)
     spec = made / "a.json"
