@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import DuctaflowError, InputError
+from .errors import DuctaflowError, InputError, StorageError
 
 __all__ = ["main"]
 
@@ -212,6 +212,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if report.report_path is not None:
         print(f"report -> {report.report_path}")
     print(report.summary())
+    if report.error:  # the disk refused (full, read-only): one line, after the summary
+        print(f"ductaflow: error: {report.error}", file=sys.stderr)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -270,6 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"ductaflow: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    except StorageError as exc:  # the disk refused (read-only, full, permission)
+        print(f"ductaflow: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except DuctaflowError as exc:
         print(f"ductaflow: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -2,6 +2,10 @@
 
 A config is a JSON object (a ``dict`` with ``str`` keys). Dotted keys (``model.depth``) address
 nested dicts. A config's identity is the sha256 of its canonical JSON, so key order never matters.
+
+Every value must be JSON that UTF-8 can hold: ``check_value`` refuses a lone surrogate
+(``"\\ud800"``) and an integer over Python's int-to-str digit limit (4,300 digits), and it runs
+where config enters (a config file, a spec, ``--set``, a CSV cell), so each is checked once.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import hashlib
 import json
 import keyword
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,8 +24,10 @@ from typing import Any
 from .errors import ConfigError
 
 __all__ = [
+    "RESERVED_NAMES",
     "canonical_json",
     "check_key",
+    "check_value",
     "config_hash",
     "flatten",
     "gc_paused",
@@ -35,6 +42,64 @@ __all__ = [
 
 _KEY_PART = re.compile(r"[^\s.{}]+")
 _MISSING = object()
+#: Top-level config keys that never become kernel variables (they stay in ``config`` only):
+#: the names the injected cell binds (``notebook.injected_source``) and IPython's own names in a
+#: kernel's namespace. Dunder names (``__builtins__``) and ``_<N>`` / ``_i<N>`` are reserved too.
+RESERVED_NAMES = frozenset(
+    {"config", "_ductaflow_json", "In", "Out", "get_ipython", "exit", "quit", "_", "_i", "_ii"}
+    | {"_iii", "_ih", "_oh", "_dh"}
+)
+_IPYTHON_HISTORY = re.compile(r"_i?\d+|_+")
+
+
+def _path_text(path: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def check_value(value: Any, *, where: str, path: tuple[Any, ...] = ()) -> None:
+    """Raise ConfigError, naming ``where`` and the key, if ``value`` is not JSON UTF-8 can hold.
+
+    Refused: a string (or key) with a lone surrogate, which no UTF-8 file can store, and an
+    integer beyond Python's int-to-str digit limit, which no JSON text can be written for.
+    """
+    stack = [(path, value)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, where, path, "value")
+        elif isinstance(value, int) and not isinstance(value, bool):
+            _check_int(value, where, path)
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                _check_text(str(key), where, (*path, key), "key")
+                stack.append(((*path, key), item))
+        elif isinstance(value, list | tuple):
+            stack.extend(((*path, i), item) for i, item in enumerate(value))
+
+
+def _check_text(text: str, where: str, path: tuple[Any, ...], what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start : exc.end].encode("utf-8", "backslashreplace").decode()
+        at = f"key {_path_text(path)!r}: " if path else ""
+        raise ConfigError(
+            f"{where}: {at}the {what} holds {bad}, a lone surrogate that "
+            "is not valid UTF-8; give the text it stands for"
+        ) from None
+
+
+def _check_int(number: int, where: str, path: tuple[Any, ...]) -> None:
+    limit = sys.get_int_max_str_digits()
+    if limit and number.bit_length() > 3 * limit:  # a cheap bound, exact below
+        try:
+            str(number)
+        except ValueError:
+            at = f"key {_path_text(path)!r}: " if path else ""
+            raise ConfigError(
+                f"{where}: {at}an integer of over {limit} digits is past "
+                "Python's int-to-str limit; give it as a string"
+            ) from None
 
 
 def load_json(path: str | Path, *, what: str = "config") -> Any:
@@ -47,11 +112,18 @@ def load_json(path: str | Path, *, what: str = "config") -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read {what} file ({exc})") from None
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{path}:{exc.lineno}:{exc.colno}: invalid JSON in {what} file: {exc.msg}"
         ) from None
+    except ValueError:  # an integer over the digit limit
+        raise ConfigError(
+            f"{path}: {what} file: an integer of over {sys.get_int_max_str_digits()} digits is "
+            "past Python's int-to-str limit; give it as a string"
+        ) from None
+    check_value(data, where=str(path))
+    return data
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -64,12 +136,24 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def parse_scalar(text: str) -> Any:
-    """A value from the command line or a CSV cell: JSON where it parses, else the string."""
+def parse_scalar(text: str, *, where: str = "value") -> Any:
+    """A value from the command line or a CSV cell: JSON where it parses, else the string.
+
+    Raises ConfigError (naming ``where``) for a value UTF-8 or JSON cannot hold (see
+    ``check_value``).
+    """
     try:
-        return json.loads(text)
-    except ValueError:
-        return text
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    except ValueError:  # an integer over the digit limit: not a silent string
+        limit = sys.get_int_max_str_digits()
+        raise ConfigError(
+            f"{where}: an integer of over {limit} digits is past Python's int-to-str limit; "
+            "give it as a string (in quotes)"
+        ) from None
+    check_value(value, where=where)
+    return value
 
 
 def check_key(key: str, *, where: str) -> list[str]:
@@ -91,8 +175,10 @@ def parse_set(items: Iterable[str]) -> list[tuple[str, Any]]:
         if not sep:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set model.depth=4")
         key = key.strip()
-        check_key(key, where=f"--set {item!r}")
-        pairs.append((key, parse_scalar(value)))
+        where = f"--set {item if len(item) <= 60 else item[:50] + '...'!r}"
+        check_key(key, where=where)
+        check_value({key: None}, where=where)
+        pairs.append((key, parse_scalar(value, where=f"{where}: key {key!r}")))
     return pairs
 
 
@@ -151,13 +237,23 @@ def canonical_json(value: Any) -> str:
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
-    """sha256 of a config's canonical JSON (hex)."""
-    return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()
+    """sha256 of a config's canonical JSON (hex).
+
+    Raises ConfigError for a config UTF-8 or JSON cannot hold (checked only then, at no cost).
+    """
+    try:
+        return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()
+    except (UnicodeEncodeError, ValueError):
+        check_value(config, where="config")
+        raise
 
 
 def is_variable_name(key: str) -> bool:
-    """Whether a top-level key can become a variable in the kernel."""
-    return key.isidentifier() and not keyword.iskeyword(key)
+    """Whether a top-level key can become a variable in the kernel: a Python name that is not
+    a keyword nor reserved (``RESERVED_NAMES``, dunder names, IPython's ``_<N>``)."""
+    if not key.isidentifier() or keyword.iskeyword(key) or key in RESERVED_NAMES:
+        return False
+    return not (key.startswith("__") and key.endswith("__")) and not _IPYTHON_HISTORY.fullmatch(key)
 
 
 @contextlib.contextmanager

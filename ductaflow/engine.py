@@ -121,7 +121,10 @@ class _Autosave:
     def save(self) -> None:
         self._pending = None
         t0 = time.monotonic()
-        save_notebook(self.nb, self.path, validate=False)
+        try:
+            save_notebook(self.nb, self.path, validate=False)
+        except OSError:  # the disk refused; the flow's final save reports it
+            return
         self.last = time.monotonic()
         self.interval = max(AUTOSAVE_INTERVAL, 10 * (self.last - t0))
 

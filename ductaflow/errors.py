@@ -7,8 +7,10 @@
     │   ├── ConfigError                  a config file, a --set override, a key
     │   ├── FlowError                    a flow file that is missing, unreadable or not Python
     │   └── SweepSpecError               a sweep spec, its CSV table, its names
-    └── ExecutionError (RuntimeError)    ductaflow itself could not run something (never a run's
-                                         own failure: those are recorded in status.json)
+    ├── ExecutionError (RuntimeError)    ductaflow itself could not run something (never a run's
+    │                                    own failure: those are recorded in status.json)
+    └── StorageError (OSError)           the disk refused a file ductaflow must write or read
+                                         (read-only, full, permission): CLI exit 1
 
 Each message names the file, the key and the fix, in one line.
 """
@@ -21,6 +23,7 @@ __all__ = [
     "ExecutionError",
     "FlowError",
     "InputError",
+    "StorageError",
     "SweepSpecError",
 ]
 
@@ -47,3 +50,17 @@ class SweepSpecError(InputError):
 
 class ExecutionError(DuctaflowError, RuntimeError):
     """ductaflow could not carry out an execution (not a run's own failure)."""
+
+
+class StorageError(DuctaflowError, OSError):
+    """The file system refused a file ductaflow needs: read-only, full, or not permitted.
+
+    ``errno`` is the refusal's errno (``errno.ENOSPC``, ``errno.EROFS``, ...), None when unknown.
+    """
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+    def __reduce__(self) -> tuple[type[StorageError], tuple[str, int | None]]:
+        return (type(self), (str(self), self.errno))

@@ -30,10 +30,10 @@ from typing import Any
 
 from .config import gc_paused
 from .engine import RunInterrupted, execute_run, record_abandoned
-from .errors import InputError
+from .errors import InputError, StorageError
 from .index import UNFINISHED_ERROR, IndexFile, build_row, load_index
 from .process import now
-from .rundir import RunLock, is_claimed, read_status, write_status
+from .rundir import RunLock, as_storage_error, is_claimed, read_status, write_status
 from .spec import DIED, FAILED, INTERRUPTED, OK, RUNNING, TIMEOUT, RunOptions, RunResult, RunSpec
 from .sweep import Sweep
 
@@ -131,6 +131,8 @@ class Outcome:
     result: RunResult | None = None
     #: True when the worker already appended the run's row to the index
     indexed: bool = False
+    #: the disk refused the run's files (full, read-only): a StorageError's message
+    storage: str | None = None
 
 
 def _run_task(
@@ -179,7 +181,8 @@ def _run_task(
         )  # fmt: skip
         with contextlib.suppress(OSError):
             write_status(result)
-        return Outcome(spec, "ran", result)
+        refused = as_storage_error(exc, spec.run_dir, "write the run directory")
+        return Outcome(spec, "ran", result, storage=str(refused) if refused else None)
 
 
 @functools.cache
@@ -229,6 +232,8 @@ class SweepReport:
     interrupted: bool = False
     #: the sweep's HTML report, when one was written
     report_path: Path | None = None
+    #: why the sweep stopped early when the disk refused (full, read-only, permission)
+    error: str | None = None
 
     def counts(self) -> Counter[str]:
         c: Counter[str] = Counter()
@@ -243,7 +248,7 @@ class SweepReport:
     @property
     def ok(self) -> bool:
         """True when every run this invocation executed or waited for ended ``ok``."""
-        if self.interrupted:
+        if self.interrupted or self.error:
             return False
         return all(o.result is None or o.result.ok for o in self.outcomes)
 
@@ -252,6 +257,7 @@ class SweepReport:
         parts = [f"{c[s]} {s}" for s in (OK, FAILED, TIMEOUT, DIED, INTERRUPTED)]
         parts.append(f"{c['skipped']} skipped")
         state = "interrupted" if self.interrupted else ("ok" if self.ok else "FAILED")
+        state = "stopped" if self.error else state
         return (
             f"{self.sweep}: {state}: {', '.join(parts)} in {self.wall_s:.1f} s "
             f"-> {self.runs_root / 'index.csv'}"
@@ -492,10 +498,16 @@ def execute_sweep(
         backend_options["client"] = client
     backend, backend_options = _resolve_backend(backend, backend_options, options.warm)
 
-    plan = sweep_report.plan = _record_abandoned(plan)
     index = IndexFile(root)
+    try:
+        plan = sweep_report.plan = _record_abandoned(plan)
+        known = [r for r in plan.runs if r.status]
+        index.merge(build_row(r.spec.run_dir, r.status, r.spec.config) for r in known)
+    except StorageError as exc:  # the disk refuses the runs root: nothing can run
+        sweep_report.error = str(exc)
+        sweep_report.wall_s = time.perf_counter() - t0
+        return sweep_report
     configs = {s.run_dir: s.config for s in specs}
-    index.merge(build_row(r.spec.run_dir, r.status, r.spec.config) for r in plan.runs if r.status)
     since = now()
     local = backend not in DISTRIBUTED_BACKENDS  # workers share this machine's files and pids
     stop = threading.Event()  # stops runs on this process's threads
@@ -526,6 +538,8 @@ def execute_sweep(
             tally["skipped"] += 1
         bar.set_postfix(tally, refresh=False)
         bar.update(1)
+        if outcome.storage:
+            raise StorageError(outcome.storage)
         if live_report:
             live.refresh()
 
@@ -547,6 +561,16 @@ def execute_sweep(
                     handle(outcome)
             except InputError:  # the backend cannot start (missing extra, no scheduler)
                 raise
+            except StorageError as exc:  # the disk refused: stop, record what ran, report it
+                sweep_report.error = str(exc)
+                stop.set()
+                outcomes.close()
+                error = f"Interrupted: the sweep stopped because the disk refused: {exc}"
+                with contextlib.suppress(StorageError):  # else the next sweep records them
+                    for outcome in _settle(pending.values(), INTERRUPTED, error, since):
+                        with contextlib.suppress(StorageError):
+                            handle(outcome)
+                break
             except KeyboardInterrupt:
                 sweep_report.interrupted = True
                 if backend in (THREADS, *DISTRIBUTED_BACKENDS):
@@ -563,12 +587,15 @@ def execute_sweep(
                 for outcome in _settle(batch, DIED, error, since, strikes, limit=2):
                     pending.pop(outcome.spec.run_dir, None)
                     handle(outcome)
-        if not sweep_report.interrupted:
+        if not sweep_report.interrupted and not sweep_report.error:
             for spec in busy:
                 handle(_wait_for(spec))
     finally:
         bar.close()
-        index.compact()
+        try:
+            index.compact()
+        except StorageError as exc:  # the appended rows stand; the error is reported once
+            sweep_report.error = sweep_report.error or str(exc)
         if report or live_report:
             sweep_report.report_path = live.refresh(force=True)
         sweep_report.wall_s = time.perf_counter() - t0
@@ -586,6 +613,8 @@ def run_sweep(
     Raises KeyboardInterrupt (after recording every run) when Ctrl-C stopped the sweep.
     """
     report = execute_sweep(sweep, runs_root, n_jobs, **kwargs)
+    if report.error:
+        raise StorageError(f"{report.summary()}: {report.error}")
     if report.interrupted:
         raise KeyboardInterrupt(report.summary())
     frame = load_index(runs_root)

@@ -65,9 +65,33 @@ def parameters(namespace: dict[str, Any], argv: list[str] | None = None) -> None
             namespace[key] = value
 
 
+def _utf8(name: str, text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start : exc.end].encode("utf-8", "backslashreplace").decode()
+        raise ValueError(
+            f"record({name!r}, ...): the {what} holds {bad}, a lone surrogate that is not valid "
+            "UTF-8 and cannot be stored; record the text it stands for"
+        ) from None
+
+
 def _scalar(name: str, value: Any) -> Any:
+    """A result value checked to be a scalar that JSON and UTF-8 can hold (else this run
+    fails here, in the flow's cell, rather than in the index later)."""
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         value = value.item()
+    _utf8(name, name, "name")
+    if isinstance(value, str):
+        _utf8(name, value, "value")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        try:
+            str(value)
+        except ValueError:
+            raise ValueError(
+                f"record({name!r}, ...): an integer past Python's int-to-str digit limit cannot "
+                "be stored; record it as a float or a string"
+            ) from None
     if value is None or isinstance(value, bool | int | float | str):
         return value
     raise TypeError(f"record({name!r}, ...): a result is a number, string, bool or None")

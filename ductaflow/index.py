@@ -5,27 +5,39 @@ runs, each finished run is *appended* as one line (under a lock, in one write), 
 stays constant and a conductor killed at any point leaves every finished run in the index. The
 whole file is rewritten atomically only when its columns change and when a sweep starts and ends;
 readers keep the last row of each ``run_dir``.
+
+The file is a cache of the run directories. ``run_dir`` is recorded relative to the runs root
+(``<sweep>/<run>``), so a runs root can be moved, copied or zipped. Every full read checks it:
+its header, each row's field count, a cut-short last line, and its rows against the run
+directories on disk. Damage (an invalid byte, a broken quote, an empty file, a lost row, a
+directory in its place) is logged as one warning and repaired from the run directories. Rebuilds,
+repairs and appends all hold ``.index.lock``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from .config import flatten
+from .errors import StorageError
 from .rundir import (
     CONFIG_FILE,
     STATUS_FILE,
     atomic_write_text,
     file_lock,
     is_claimed,
+    move_aside,
     read_status,
+    storage_error,
 )
 from .spec import INTERRUPTED, RUNNING
 
@@ -35,8 +47,11 @@ __all__ = [
     "IndexFile",
     "build_row",
     "load_index",
+    "parse_index",
     "scan_rows",
 ]
+
+log = logging.getLogger("ductaflow")
 
 INDEX_FILE = "index.csv"
 RESULTS_FILE = "results.json"
@@ -56,14 +71,26 @@ _PREFIX_ORDER = ("param.", "result.", "flow.")
 UNFINISHED_ERROR = "Interrupted: the process running it ended before it finished"
 
 
+def _text(text: str) -> str:
+    """``text``, with what UTF-8 cannot hold (a lone surrogate) as a backslash escape."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        return _text(value)
     if isinstance(value, bool | int | float):
-        return str(value)
-    return json.dumps(value, ensure_ascii=False)
+        try:
+            return str(value)
+        except ValueError:  # an int over Python's digit limit, from a hand-written file
+            return f"<int of about {value.bit_length() * 0.30103:.0f} digits>"
+    return _text(json.dumps(value, ensure_ascii=False))
 
 
 def _read_json(path: Path) -> Any:
@@ -100,23 +127,27 @@ def build_row(
         "error": error,
         "config_hash": status.get("config_hash"),
     }
-    row.update({f"param.{k}": v for k, v in flatten(config).items()})
+    row.update({f"param.{_text(k)}": v for k, v in flatten(config).items()})
     results = _read_json(run_dir / RESULTS_FILE)
     if isinstance(results, dict):
-        row.update({f"result.{k}": v for k, v in results.items()})
+        row.update({f"result.{_text(str(k))}": v for k, v in results.items()})
     for flow in status.get("flows", ()):
         if isinstance(flow, dict) and flow.get("duration_s") is not None:
-            row[f"flow.{flow.get('name')}.duration_s"] = flow["duration_s"]
+            row[f"flow.{_text(str(flow.get('name')))}.duration_s"] = flow["duration_s"]
     return {k: _cell(v) for k, v in row.items()}
 
 
 def run_dirs(root: Path) -> Iterator[Path]:
     """Run directories under a runs root: ``<root>/<sweep>/<run>/`` with a ``status.json``."""
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for sweep in sorted(os.scandir(root), key=lambda e: e.name):
             if not sweep.is_dir() or sweep.name.startswith("."):
                 continue
-            for run in sorted(os.scandir(sweep.path), key=lambda e: e.name):
+            try:
+                runs = sorted(os.scandir(sweep.path), key=lambda e: e.name)
+            except OSError:  # a sweep folder that cannot be listed holds no readable run
+                continue
+            for run in runs:
                 if run.is_dir() and os.path.exists(os.path.join(run.path, STATUS_FILE)):
                     yield Path(run.path)
 
@@ -135,77 +166,235 @@ def order_columns(columns: Iterable[str]) -> list[str]:
     return ordered
 
 
+def parse_index(text: str) -> tuple[list[dict[str, str]], str | None]:
+    """The rows of an ``index.csv`` text, and what is wrong with it (None when it is sound).
+
+    Sound means: a header that starts with ``BASE_COLUMNS`` and names each column once, every
+    row with one field per column and a ``run_dir``, and a last line that ends the file.
+    """
+    if not text.strip():
+        return [], "it is empty"
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader)
+        if header[: len(BASE_COLUMNS)] != list(BASE_COLUMNS):
+            return [], f"its header is not ductaflow's ({','.join(BASE_COLUMNS[:3])},...)"
+        if len(set(header)) != len(header):
+            return [], "its header names a column twice"
+        rows = []
+        for fields in reader:
+            if len(fields) != len(header):
+                return [], (
+                    f"line {reader.line_num} has {len(fields)} fields, the header {len(header)}"
+                )
+            row = dict(zip(header, fields, strict=True))
+            if not row["run_dir"]:
+                return [], f"line {reader.line_num} has no run_dir"
+            rows.append(row)
+    except csv.Error as exc:
+        return [], f"line {reader.line_num} is not valid CSV ({exc})"
+    if not text.endswith("\n"):
+        return [], "its last line is cut short"
+    return rows, None
+
+
+def _csv_text(rows: Iterable[Mapping[str, str]]) -> str:
+    rows = sorted(rows, key=lambda row: row["run_dir"])
+    columns = order_columns({k for row in rows for k in row})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+#: errnos after which a reader goes on without writing its repair to disk
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 class IndexFile:
-    """``<root>/index.csv``, written under ``<root>/.index.lock`` by any number of conductors."""
+    """``<root>/index.csv``, written under ``<root>/.index.lock`` by any number of conductors.
+
+    Rows handed to it may carry an absolute ``run_dir``; it records each relative to the root.
+    Disk refusals (read-only, full, permission) are raised as ``StorageError``.
+    """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).absolute()
         self.path = self.root / INDEX_FILE
         self._lock_path = self.root / ".index.lock"
 
+    # -- run_dir: relative on disk, absolute in memory ------------------------------------------
+    def key(self, run_dir: str | Path) -> str:
+        """A run directory as the index records it: ``<sweep>/<run>``, relative to the root.
+
+        An absolute path outside the root (an index written before ``run_dir`` was relative,
+        in a root since moved or copied) keeps its last two parts, which is where it now is.
+        """
+        path = Path(run_dir)
+        if not path.is_absolute():
+            return path.as_posix()
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return Path(*path.parts[-2:]).as_posix()
+
+    def resolve(self, key: str) -> Path:
+        """The run directory a recorded ``run_dir`` names, under this root."""
+        return self.root / self.key(key)
+
+    def _normal(self, row: Mapping[str, str]) -> dict[str, str]:
+        return {**row, "run_dir": self.key(row["run_dir"])}
+
+    # -- locking, reading, checking -------------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(self.root, exc, "create the runs root") from None
         with file_lock(self._lock_path):
             yield
 
-    def _read(self) -> list[dict[str, str]]:
+    def _load(self, fix: bool) -> tuple[list[dict[str, str]] | None, str | None]:
+        """The file's rows (None when there is no file) and what is wrong with it."""
         try:
-            with open(self.path, newline="", encoding="utf-8") as fh:
-                return [row for row in csv.DictReader(fh) if row.get("run_dir")]
+            data = self.path.read_bytes()
         except FileNotFoundError:
-            return []
-        except (OSError, csv.Error, UnicodeDecodeError):
-            return scan_rows(self.root)  # unreadable: rebuild from the run directories
-
-    def _header(self) -> list[str] | None:
+            return None, None
+        except IsADirectoryError:
+            if not fix:
+                return [], "it is a directory"
+            try:
+                target = move_aside(self.path)
+            except OSError as exc:
+                raise storage_error(self.path, exc, "move the directory aside") from None
+            return [], f"it was a directory (moved to {target.name})"
+        except OSError as exc:
+            raise storage_error(self.path, exc, "read the index") from None
         try:
-            with open(self.path, newline="", encoding="utf-8") as fh:
-                return next(csv.reader([fh.readline()]), None)
-        except (FileNotFoundError, csv.Error, UnicodeDecodeError):
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return [], f"it is not valid UTF-8 (byte {exc.start})"
+        return parse_index(text)
+
+    def _checked(self, fix: bool = True) -> tuple[list[dict[str, str]], bool]:
+        """The index's rows checked against the run directories, repaired where they differ;
+        also whether they differ from the file (then the caller writes them)."""
+        rows, problem = self._load(fix)
+        dirs = {self.key(d): d for d in run_dirs(self.root)}
+        if rows is None or problem is not None:
+            if problem is not None and (dirs or problem != "it is empty"):
+                log.warning(
+                    "%s: %s; rebuilt it from the %d run directories", self.path, problem, len(dirs)
+                )
+            return [self._normal(build_row(d, read_status(d))) for d in dirs.values()], True
+        by_key = {}
+        for row in rows:  # the last row of a run_dir wins
+            row = self._normal(row)
+            by_key[row["run_dir"]] = row
+        lost = [k for k in dirs if k not in by_key and not is_claimed(dirs[k])]
+        if lost:
+            log.warning(
+                "%s: %d run director%s missing from it (%s%s); added from the run directories",
+                self.path, len(lost), "y was" if len(lost) == 1 else "ies were", lost[0],
+                ", ..." if len(lost) > 1 else "",
+            )  # fmt: skip
+        stale = [  # recorded running, but no process holds the run any more
+            k
+            for k, row in by_key.items()
+            if row["status"] == RUNNING and k in dirs and not is_claimed(dirs[k])
+        ]
+        for k in [*lost, *stale]:
+            by_key[k] = self._normal(build_row(dirs[k], read_status(dirs[k])))
+        return list(by_key.values()), bool(lost or stale or len(by_key) != len(rows))
+
+    def _sound_tail(self) -> list[str] | None:
+        """The header, when the file is one a line can be appended to (ends in a newline)."""
+        try:
+            with open(self.path, "rb") as fh:
+                first = fh.readline()
+                fh.seek(0, os.SEEK_END)
+                if fh.tell() == 0:
+                    return None
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    return None
+            header = next(csv.reader([first.decode("utf-8")]), None)
+        except (OSError, csv.Error, UnicodeDecodeError):
             return None
+        if not header or header[: len(BASE_COLUMNS)] != list(BASE_COLUMNS):
+            return None
+        return header
 
     def _write(self, rows: Iterable[Mapping[str, str]]) -> None:
-        rows = sorted(rows, key=lambda row: row["run_dir"])
-        columns = order_columns({k for row in rows for k in row})
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(self.path, buf.getvalue())
+        text = _csv_text(rows)
+        try:
+            if self.path.is_dir():
+                target = move_aside(self.path)
+                log.warning("%s: a directory in its place; moved it to %s", self.path, target.name)
+            atomic_write_text(self.path, text)
+        except OSError as exc:
+            raise storage_error(self.path, exc, "write the index") from None
+
+    # -- the operations -------------------------------------------------------------------------
+    def read(self) -> list[dict[str, str]]:
+        """The rows, checked against the run directories; a repair is written back when the
+        disk allows, else only logged (a read-only runs root still reads)."""
+        try:
+            with self._locked():
+                rows, changed = self._checked()
+                if changed:
+                    try:
+                        self._write(rows)
+                    except StorageError as exc:
+                        log.warning("%s; the repaired index is used in memory only", exc)
+                return rows
+        except StorageError as exc:
+            if exc.errno not in _READ_ONLY:
+                raise
+            return self._checked(fix=False)[0]
 
     def merge(self, rows: Iterable[Mapping[str, str]]) -> None:
-        """Replace (or add) the rows of these run directories; keep every other row."""
+        """Replace (or add) the rows of these run directories; keep (and check) every other."""
         with self._locked():
-            merged = {row["run_dir"]: row for row in self._read()}
-            merged.update((row["run_dir"], row) for row in rows)
+            merged = {row["run_dir"]: row for row in self._checked()[0]}
+            merged.update((r["run_dir"], r) for r in map(self._normal, rows))
             self._write(merged.values())
 
     def append(self, row: Mapping[str, str]) -> None:
-        """Add one finished run: one appended line, or a rewrite when it brings new columns."""
+        """Add one finished run: one appended line, or a rewrite when it brings new columns
+        (or the file is not one a line can be added to)."""
+        row = self._normal(row)
         with self._locked():
-            header = self._header()
+            header = self._sound_tail()
             if header is None or not set(row) <= set(header):
-                merged = {r["run_dir"]: r for r in self._read()}
-                merged[row["run_dir"]] = dict(row)
+                merged = {r["run_dir"]: r for r in self._checked()[0]}
+                merged[row["run_dir"]] = row
                 self._write(merged.values())
                 return
             buf = io.StringIO()
             csv.writer(buf, lineterminator="\n").writerow([row.get(c, "") for c in header])
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            data = buf.getvalue().encode("utf-8")
             try:
-                os.write(fd, buf.getvalue().encode("utf-8"))
-            finally:
-                os.close(fd)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+                try:
+                    if os.write(fd, data) != len(data):
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise storage_error(self.path, exc, "append to the index") from None
 
     def compact(self) -> None:
         """Rewrite the file with one row per run directory."""
         self.merge(())
 
     def rebuild(self) -> list[dict[str, str]]:
-        """Rewrite the index from the run directories alone."""
-        rows = scan_rows(self.root)
+        """Rewrite the index from the run directories alone (under the lock, so that no run
+        appended meanwhile is lost)."""
         with self._locked():
+            rows = [self._normal(row) for row in scan_rows(self.root)]
             self._write(rows)
         return rows
 
@@ -213,16 +402,16 @@ class IndexFile:
 def load_index(root: str | Path = "runs", *, rebuild: bool = False) -> Any:
     """``<root>/index.csv`` as a DataFrame with typed columns, one row per run directory.
 
-    Built from the run directories when the file is missing (or when ``rebuild``).
+    The file is checked (and repaired) against the run directories first, and built from them
+    when it is missing (or when ``rebuild``). ``run_dir`` holds absolute paths under ``root``.
     """
     import pandas as pd
 
     index = IndexFile(root)
-    if rebuild or not index.path.exists():
-        index.rebuild()
-    text_columns = {c: "string" for c in ("sweep", "run", "run_dir", "status", "error")}
-    frame = pd.read_csv(index.path, dtype={**text_columns, "config_hash": "string"})
-    frame = frame.drop_duplicates("run_dir", keep="last").reset_index(drop=True)
+    rows = index.rebuild() if rebuild else index.read()
+    text = {c: "string" for c in ("sweep", "run", "run_dir", "status", "error", "config_hash")}
+    frame = pd.read_csv(io.StringIO(_csv_text(rows)), dtype=text)
+    frame["run_dir"] = pd.array([str(index.resolve(k)) for k in frame["run_dir"]], dtype="string")
     for column in ("started", "finished"):
         frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
     frame["duration_s"] = frame["duration_s"].astype("float64")

@@ -174,7 +174,9 @@ def build_notebook(
         papermill["input_path"] = str(ref.path)
     nb.metadata["papermill"] = papermill
     warnings = [
-        f"config key {k!r} is not a valid Python name; it is in config[{k!r}] only" for k in skipped
+        f"config key {k!r} is not a Python name a flow can take (invalid or reserved); "
+        f"it is in config[{k!r}] only"
+        for k in skipped
     ]
     if ref is not None and ref.facts is not None:
         warnings.extend(overwrite_warnings(ref.facts, config))

@@ -12,7 +12,9 @@ runs root never execute the same run directory at once.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
 import os
 import platform
 import socket
@@ -22,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .errors import StorageError
 from .spec import RunResult
 
 try:  # POSIX only; elsewhere runs are not claimed (documented).
@@ -33,15 +36,21 @@ __all__ = [
     "CONFIG_FILE",
     "LOCK_FILE",
     "STATUS_FILE",
+    "STORAGE_ERRNOS",
     "RunLock",
+    "as_storage_error",
     "atomic_write_text",
     "file_lock",
     "is_claimed",
+    "move_aside",
     "provenance",
     "read_status",
+    "storage_error",
     "write_json",
     "write_status",
 ]
+
+log = logging.getLogger("ductaflow")
 
 CONFIG_FILE = "CONFIG.json"
 STATUS_FILE = "status.json"
@@ -49,20 +58,69 @@ LOCK_FILE = ".lock"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    """Write ``text`` to ``path`` through a temporary file and a rename.
+
+    A disk that refuses (full, read-only, permission) raises ``StorageError`` (an ``OSError``).
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        refused = as_storage_error(exc, path, "write")
+        if refused is not None:
+            raise refused from None
         raise
 
 
 def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    """Write JSON atomically; text that is not valid UTF-8 (a lone surrogate) is kept as an
+    ``\\uXXXX`` escape, so the file is always valid UTF-8 and reads back to the same data."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(data, indent=2, ensure_ascii=True)
+    atomic_write_text(path, text + "\n")
+
+
+#: errnos that mean "the file system refused", not "ductaflow has a bug"
+STORAGE_ERRNOS = {
+    errno.ENOSPC: "the disk is full; free some space",
+    errno.EDQUOT: "the disk quota is exceeded; free some space",
+    errno.EROFS: "the file system is read-only; use a writable runs root",
+    errno.EACCES: "permission denied; check the owner and mode of the runs root",
+    errno.EPERM: "operation not permitted; check the owner and mode of the runs root",
+}
+
+
+def storage_error(path: Path, exc: OSError, doing: str) -> StorageError:
+    """A one-line ``StorageError`` for an ``OSError`` met while ``doing`` something to ``path``."""
+    fix = STORAGE_ERRNOS.get(exc.errno or 0, "check the disk and the runs root")
+    reason = exc.strerror or type(exc).__name__
+    return StorageError(f"{path}: cannot {doing} ({reason}): {fix}", exc.errno)
+
+
+def as_storage_error(exc: BaseException, path: Path, doing: str) -> StorageError | None:
+    """``exc`` as a ``StorageError`` when it is the disk refusing (see ``STORAGE_ERRNOS``)."""
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+        return storage_error(path, exc, doing)
+    return None
+
+
+def move_aside(path: Path) -> Path:
+    """Rename ``path`` (something in the way) to a free ``<name>.broken[-N]`` beside it."""
+    for n in range(1000):
+        target = path.with_name(f"{path.name}.broken" + (f"-{n}" if n else ""))
+        if not os.path.lexists(target):
+            os.rename(path, target)
+            return target
+    raise StorageError(f"{path}: in the way, and no free name to move it aside; remove it")
 
 
 def provenance() -> dict[str, str]:
@@ -101,8 +159,15 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        """Claim the run; False when another process holds it."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        """Claim the run; False when another process holds it. ``StorageError`` when the disk
+        refuses the lock file."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            refused = as_storage_error(exc, self.path, "create the run's lock file")
+            if refused is not None:
+                raise refused from None
+            raise
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -120,8 +185,22 @@ class RunLock:
 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created if missing), waiting for it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    """Hold an exclusive ``flock`` on ``path`` (created if missing), waiting for it.
+
+    A directory where the lock file belongs is moved aside (it holds no lock). Raises
+    ``StorageError`` when the lock file cannot be created (read-only, full, permission).
+    """
+    try:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except IsADirectoryError:
+            target = move_aside(path)
+            log.warning("%s: a directory in place of a lock file; moved it to %s", path, target)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except StorageError:
+        raise
+    except OSError as exc:
+        raise storage_error(path, exc, "create the lock file") from None
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -112,7 +112,9 @@ def load_table(path: Path) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...]]
         cells = {}
         for key, cell in zip(header, row, strict=True):
             if cell.strip():
-                cells[key] = cell.strip() if key == RUN_NAME_COLUMN else parse_scalar(cell)
+                at = f"{path}:{n}: column {key!r}"
+                text = cell.strip()
+                cells[key] = text if key == RUN_NAME_COLUMN else parse_scalar(cell, where=at)
         rows.append(cells)
     if not rows:
         raise SweepSpecError(f"{path}: the CSV table has a header but no rows")

@@ -37,8 +37,9 @@ def executions(run_dir: Path) -> int:
 
 
 def index_rows(root: Path) -> list[dict[str, str]]:
+    """The raw rows of index.csv, ``run_dir`` (recorded relative to the root) made absolute."""
     with open(root / "index.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
+        return [{**row, "run_dir": str(root / row["run_dir"])} for row in csv.DictReader(fh)]
 
 
 def run_dirs(root: Path, sweep: str = "s") -> dict[str, Path]:
