@@ -21,6 +21,7 @@ __all__ = [
     "RunResult",
     "RunSpec",
     "Sweep",
+    "SweepOptions",
     "SweepReport",
     "SweepSpecError",
     "__version__",
@@ -30,6 +31,7 @@ __all__ = [
     "record",
     "run_flow",
     "run_sweep",
+    "slurm_job_script",
 ]
 
 _LAZY = {
@@ -44,10 +46,12 @@ _LAZY = {
     "RunResult": "spec",
     "RunSpec": "spec",
     "Sweep": "sweep",
+    "SweepOptions": "executor",
     "SweepReport": "executor",
     "execute_sweep": "executor",
     "run_sweep": "executor",
     "load_index": "index",
+    "slurm_job_script": "backends.slurm",
     "parameters": "flowapi",
     "record": "flowapi",
 }

@@ -39,7 +39,6 @@ from .spec import (
     DIED,
     FAILED,
     INTERRUPTED,
-    NOT_RUN,
     OK,
     RUNNING,
     TIMEOUT,
@@ -50,7 +49,7 @@ from .spec import (
     RunSpec,
 )
 
-__all__ = ["RunInterrupted", "execute_run", "record_abandoned", "run_flow"]
+__all__ = ["RunInterrupted", "execute_run", "run_flow"]
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -268,10 +267,6 @@ def _interrupted_error(interrupt: _Interrupt) -> str:
     return f"Interrupted: the run was stopped by {name}"
 
 
-def _not_run(ref: FlowRef) -> FlowResult:
-    return FlowResult(ref.name, str(ref.path), ref.sha256, NOT_RUN, ref.notebook_name)
-
-
 async def _attempt(
     spec: RunSpec,
     options: RunOptions,
@@ -282,7 +277,7 @@ async def _attempt(
 ) -> RunResult:
     started, t0 = now(), time.perf_counter()
     deadline = time.monotonic() + options.run_timeout if options.run_timeout else None
-    flows: list[FlowResult] = [_not_run(ref) for ref in spec.flows]
+    flows: list[FlowResult] = [FlowResult.not_run(ref) for ref in spec.flows]
     warnings: list[str] = []
 
     def record(status: str, finished: str | None = None, **kw: Any) -> RunResult:
@@ -353,7 +348,7 @@ async def _execute_run_async(
                 # cancelled between flows: record it as interrupted
                 result = RunResult(
                     spec.run_dir, INTERRUPTED, None, now(), None, spec.config_hash,
-                    tuple(_not_run(r) for r in spec.flows), _interrupted_error(interrupt),
+                    tuple(FlowResult.not_run(r) for r in spec.flows), _interrupted_error(interrupt),
                     attempts=attempt, sweep=spec.sweep, name=spec.name,
                 )  # fmt: skip
                 write_status(result, base)
@@ -469,40 +464,3 @@ def run_flow(
         timeout=timeout, run_timeout=run_timeout, kernel=kernel, warm=warm, preload=tuple(preload)
     )
     return execute_run(spec, options)
-
-
-def record_abandoned(run_dir: Path, status: str, error: str) -> RunResult | None:
-    """Record a run whose process was killed mid-run (status.json still says ``running``).
-
-    Called by a conductor once the run's lock is free: the flow that was executing gets
-    ``status`` and ``error``, and its saved notebook a marker cell at the top.
-    """
-    from .notebook import ERROR_TAG
-    from .rundir import read_status
-
-    data = read_status(run_dir)
-    if data is None or data.get("status") != RUNNING:
-        return None
-    flows = list(data.get("flows", ()))
-    for flow in flows:
-        if flow.get("status") in (NOT_RUN, RUNNING):
-            flow.update(status=status, error=error)
-            path = run_dir / flow.get("notebook", "")
-            with contextlib.suppress(Exception):
-                import nbformat
-
-                nb = nbformat.read(path, as_version=4)
-                marker = nbformat.v4.new_markdown_cell(
-                    f"**ductaflow: this run ended `{status}`**: `{error}`. The cells below show "
-                    "what it had done when it was stopped.",
-                    metadata={"tags": [ERROR_TAG]},
-                )
-                marker["id"] = "ductaflow-error-summary"
-                nb.cells.insert(1 if nb.cells else 0, marker)
-                save_notebook(nb, path)
-            break
-    data.update(status=status, error=error, flows=flows, finished=now())
-    result = RunResult.from_json(data, run_dir)
-    extra = {k: v for k, v in data.items() if k not in RunResult.__dataclass_fields__}
-    write_status(result, extra)
-    return result

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from conftest import FLOWS, read_json, run_cli, wait_for, wait_no_kernels
 
-from ductaflow.executor import execute_sweep
+from ductaflow.executor import SweepOptions, execute_sweep
 from ductaflow.index import load_index
 from ductaflow.rundir import is_claimed, read_status
 from ductaflow.spec import RunOptions
@@ -126,7 +126,8 @@ def test_retries_and_timeouts(tmp_path: Path) -> None:
 
     sweep = Sweep(name="t", flows=(FLOWS / "work.py",), grid={"sleep": [0, 30]})
     report = execute_sweep(
-        sweep, tmp_path / "runs", 2, options=RunOptions(timeout=2), progress=False
+        sweep,
+        SweepOptions(tmp_path / "runs", 2, run=RunOptions(timeout=2), progress=False),
     )
     assert sorted(o.result.status for o in report.outcomes) == ["ok", "timeout"]
     assert not report.ok
@@ -290,7 +291,7 @@ def test_sweeps_on_threads_leave_no_descriptor_or_thread_behind(tmp_path: Path) 
 
     def sweep_once(k: int) -> tuple[int, int]:
         sweep = Sweep(name=f"t{k}", flows=(FLOWS / "work.py",), grid={"x": list(range(8))})
-        report = execute_sweep(sweep, tmp_path / "runs", 2, progress=False)
+        report = execute_sweep(sweep, SweepOptions(tmp_path / "runs", 2, progress=False))
         assert report.ok and report.counts()["ok"] == 8
         return len(os.listdir("/proc/self/fd")), threading.active_count()
 
@@ -326,12 +327,12 @@ flow = ""
 root = ""
 
 # %%
-from ductaflow import run_sweep
+from ductaflow import SweepOptions, run_sweep
 from ductaflow.sweep import Sweep
 
 for jobs in (1, 2):
     sweep = Sweep(name=f"j{jobs}", flows=(flow,), grid={"x": [1, 2, 3]})
-    frame = run_sweep(sweep, root, jobs, progress=False)
+    frame = run_sweep(sweep, SweepOptions(root, jobs, progress=False))
     print(jobs, sorted(frame["status"]), sorted(frame["result.double"]))
 """
 
@@ -374,7 +375,7 @@ def test_run_sweep_python_api_returns_the_sweeps_rows(tmp_path: Path) -> None:
     from ductaflow.executor import run_sweep
 
     sweep = Sweep(name="api", flows=(FLOWS / "work.py",), grid={"x": [5, 6]})
-    frame = run_sweep(sweep, runs_root=tmp_path / "runs", n_jobs=2, progress=False)
+    frame = run_sweep(sweep, SweepOptions(runs_root=tmp_path / "runs", n_jobs=2, progress=False))
     assert isinstance(frame, pd.DataFrame)
     assert sorted(frame["result.double"].tolist()) == [10, 12]
     assert set(frame["sweep"]) == {"api"}
@@ -383,7 +384,7 @@ def test_run_sweep_python_api_returns_the_sweeps_rows(tmp_path: Path) -> None:
 @pytest.mark.parametrize("backend", ["sequential", "threading"])
 def test_other_backends_give_the_same_rows(tmp_path: Path, backend: str) -> None:
     sweep = Sweep(name="b", flows=(FLOWS / "work.py",), table=({"x": 1}, {"x": 2, "fail": True}))
-    execute_sweep(sweep, tmp_path / "runs", 2, backend=backend, progress=False)
+    execute_sweep(sweep, SweepOptions(tmp_path / "runs", 2, backend=backend, progress=False))
     frame = load_index(tmp_path / "runs").sort_values("param.x")
     assert frame["status"].tolist() == ["ok", "failed"]
     assert frame["run"].tolist() == [s.name for s in sweep.expand(tmp_path / "runs")]
