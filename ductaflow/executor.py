@@ -14,10 +14,12 @@ conductor left ``running`` on disk are recorded ``interrupted`` by the next swee
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -192,7 +194,8 @@ def execute_sweep(sweep: Sweep, options: SweepOptions | None = None) -> SweepRep
     )  # fmt: skip
     conductor = _Conductor(sweep.name, report, index, {s.run_dir: s.config for s in specs}, opts)
     try:
-        conductor.drive(backend, task, plan.to_run, since)
+        with conductor.logging_around_bar():
+            conductor.drive(backend, task, plan.to_run, since)
     finally:
         conductor.close()
         index.compact()
@@ -293,6 +296,26 @@ class _Conductor:
             return False  # still claimed: left as it was
         self.handle(outcome)
         return True
+
+    def logging_around_bar(self) -> contextlib.AbstractContextManager[None]:
+        """While the bar is drawn, console log lines go through ``tqdm.write`` (above the bar),
+        so that neither garbles the other."""
+        if self.bar.disable:
+            return contextlib.nullcontext()
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        # only loggers that write to the console: it adds a handler to each logger it is given
+        console = [
+            logger
+            for logger in (logging.getLogger("ductaflow"), logging.getLogger())
+            if any(
+                isinstance(h, logging.StreamHandler) and h.stream in (sys.stdout, sys.stderr)
+                for h in logger.handlers
+            )
+        ]
+        if not console:
+            return contextlib.nullcontext()
+        return logging_redirect_tqdm(console, tqdm_class=type(self.bar))
 
     def close(self) -> None:
         self.bar.close()

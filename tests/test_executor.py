@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -420,3 +421,62 @@ def test_progress_bar_in_a_terminal(tmp_path: Path) -> None:
     assert "0/2" in text and "2/2" in text and "100%" in text, text
     assert "ok=1" in text and "failed=1" in text, text
     assert "s: FAILED: 1 ok, 1 failed" in text
+
+
+LIGHT = """
+import sys
+from ductaflow.cli import main
+import ductaflow.executor
+for argv in (["sweep", "spec.json", "--dry-run"], ["status"], ["index"]):
+    main(argv)
+print(sorted(m for m in ("nbclient", "zmq", "jupyter_client", "joblib") if m in sys.modules))
+"""
+
+
+def test_planning_and_reading_commands_load_no_kernel_machinery(tmp_path: Path) -> None:
+    """``import ductaflow.executor``, ``--dry-run``, ``status`` and ``index`` start no kernel, so
+    they must not pay for importing nbclient, zmq or joblib (~0.3 s)."""
+    write_spec(tmp_path, grid={"x": [1, 2]})
+    proc = subprocess.run(
+        [sys.executable, "-c", LIGHT], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "s: 2 runs (2 new); 2 to run" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
+
+
+def run_in_pty(*args: str, cwd: Path, timeout: float = 120) -> tuple[int, str]:
+    """``ductaflow ARGS`` in a terminal of 120 columns; its exit code and all it wrote."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ductaflow", *args],
+        cwd=cwd, stdin=follower, stdout=follower, stderr=follower,
+    )  # fmt: skip
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    return proc.wait(timeout=timeout), b"".join(chunks).decode(errors="replace")
+
+
+def test_log_lines_and_the_progress_bar_do_not_garble_each_other(tmp_path: Path) -> None:
+    """A warning logged while the bar is drawn gets a line of its own, above the bar."""
+    write_spec(tmp_path, flow="killworker.py", table=[{"x": 1}, {"x": 2, "kill": True}])
+    code, text = run_in_pty("sweep", "spec.json", "-j", "2", "--no-warm", cwd=tmp_path)
+    assert code == 1, text
+    lines = [seg for seg in re.split(r"[\r\n]", text) if "a worker died" in seg]
+    assert lines and all(line.startswith("ductaflow: a worker died") for line in lines), text
+    assert "2/2" in text and "s: FAILED: 1 ok, 0 failed, 0 timeout, 1 died" in text, text
