@@ -28,7 +28,7 @@ explore = ductaflow.Sweep(
     base=base,
     grid={"alpha": [0.001, 10.0], "model.depth": [1, 3, 6]},
 )
-first = ductaflow.run_sweep(explore, runs_root=RUNS, n_jobs=2)
+first = ductaflow.run_sweep(explore, ductaflow.SweepOptions(runs_root=RUNS, n_jobs=2))
 first[["run", "status", "param.alpha", "param.model.depth", "result.rmse"]]
 
 # %% [markdown]
@@ -43,7 +43,7 @@ settings = best[["param.alpha", "param.model.depth"]].rename(
 confirm = ductaflow.Sweep.from_frame(
     settings, name="confirm", flows=FLOWS, base=base, grid={"seed": [11, 12]}
 )
-second = ductaflow.run_sweep(confirm, runs_root=RUNS, n_jobs=2)
+second = ductaflow.run_sweep(confirm, ductaflow.SweepOptions(runs_root=RUNS, n_jobs=2))
 
 # %% [markdown]
 # ## 3 · The index: every run of every sweep, one row each

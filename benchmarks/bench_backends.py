@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ductaflow.executor import execute_sweep
+from ductaflow.executor import SweepOptions, execute_sweep
 from ductaflow.index import load_index
 from ductaflow.spec import RunOptions
 from ductaflow.sweep import Sweep
@@ -39,7 +39,9 @@ def one_sweep(base: Path, backend: str, runs: int, jobs: int) -> tuple[float, fl
     sweep = Sweep(name="bench", flows=(base / "flow.py",), grid={"x": list(range(runs))})
     t0 = time.perf_counter()
     options = RunOptions(warm=False)  # standard kernels on both, as when the table was measured
-    report = execute_sweep(sweep, root, jobs, options=options, backend=backend, progress=False)
+    report = execute_sweep(
+        sweep, SweepOptions(root, jobs, run=options, backend=backend, progress=False)
+    )
     wall = time.perf_counter() - t0
     assert report.ok and len(report.outcomes) == runs, report.summary()
     run = float(load_index(root)["duration_s"].median())

@@ -103,7 +103,7 @@ PRELOAD = {"trivial": [], "pandas": ["pandas", "numpy"], "outputs": []}
 # -- in the measured process (and its workers) --------------------------------------------------
 def sweep_runs(runner: str, flow: str, jobs: int, runs: int, base: str) -> list[Any]:
     """A ductaflow sweep of ``runs`` runs; (wall, kernel start, ok) of each."""
-    from ductaflow.executor import execute_sweep
+    from ductaflow.executor import SweepOptions, execute_sweep
     from ductaflow.spec import RunOptions
     from ductaflow.sweep import Sweep
 
@@ -116,7 +116,8 @@ def sweep_runs(runner: str, flow: str, jobs: int, runs: int, base: str) -> list[
     sweep = Sweep(name=runner, flows=(Path(base) / f"{flow}.py",), grid={"i": list(range(runs))})
     options = RunOptions(timeout=120, warm=warm, preload=tuple(PRELOAD[flow]))
     report = execute_sweep(
-        sweep, Path(base) / "runs", jobs, options=options, backend=backend, progress=False
+        sweep,
+        SweepOptions(Path(base) / "runs", jobs, run=options, backend=backend, progress=False),
     )
     results = [o.result for o in report.outcomes if o.result is not None]
     return [(r.duration_s, r.flows[0].kernel_start_s, r.ok) for r in results]

@@ -87,10 +87,10 @@ if sys.argv[3] == "prestarted":
     from ductaflow.zygotes import default_registry
     default_registry().prestart()
 from pathlib import Path
-from ductaflow.executor import execute_sweep
+from ductaflow.executor import SweepOptions, execute_sweep
 from ductaflow.sweep import Sweep
 sweep = Sweep(name="s", flows=(Path(sys.argv[1]),), grid={"x": list(range(int(sys.argv[4])))})
-report = execute_sweep(sweep, Path(sys.argv[2]), 2, progress=False)
+report = execute_sweep(sweep, SweepOptions(runs_root=Path(sys.argv[2]), n_jobs=2, progress=False))
 assert report.counts().get("ok") == int(sys.argv[4]), report.counts()
 print(time.perf_counter() - t0)
 """

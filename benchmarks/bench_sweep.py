@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ductaflow.executor import plan_runs
 from ductaflow.index import IndexFile, build_row
+from ductaflow.plan import plan_runs
 from ductaflow.process import now as _now
 from ductaflow.rundir import CONFIG_FILE, RunLock, atomic_write_text, read_status, write_status
 from ductaflow.spec import FlowResult, RunResult

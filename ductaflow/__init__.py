@@ -22,6 +22,7 @@ __all__ = [
     "RunSpec",
     "StorageError",
     "Sweep",
+    "SweepOptions",
     "SweepReport",
     "SweepSpecError",
     "__version__",
@@ -31,6 +32,7 @@ __all__ = [
     "record",
     "run_flow",
     "run_sweep",
+    "slurm_job_script",
 ]
 
 _LAZY = {
@@ -46,10 +48,12 @@ _LAZY = {
     "RunResult": "spec",
     "RunSpec": "spec",
     "Sweep": "sweep",
+    "SweepOptions": "executor",
     "SweepReport": "executor",
     "execute_sweep": "executor",
     "run_sweep": "executor",
     "load_index": "index",
+    "slurm_job_script": "backends.slurm",
     "parameters": "flowapi",
     "record": "flowapi",
 }

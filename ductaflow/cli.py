@@ -167,7 +167,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .executor import execute_sweep
+    from .executor import SweepOptions, execute_sweep
     from .spec import RunOptions
     from .sweep import Sweep
 
@@ -202,9 +202,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         if value is not None
     }
     report = execute_sweep(
-        sweep, args.runs_root, args.jobs, options=options, force=args.force, only=args.only,
-        backend=args.backend, backend_options=backend_options, progress=not args.no_progress,
-        dry_run=args.dry_run, report=not args.no_report, live_report=args.report,
+        sweep,
+        SweepOptions(
+            runs_root=args.runs_root, n_jobs=args.jobs, run=options, force=args.force,
+            only=args.only, backend=args.backend, backend_options=backend_options,
+            progress=not args.no_progress, dry_run=args.dry_run, report=not args.no_report,
+            live_report=args.report,
+        ),
     )  # fmt: skip
     if args.dry_run:
         print(report.plan.describe(sweep.name))

@@ -41,7 +41,6 @@ from .spec import (
     DIED,
     FAILED,
     INTERRUPTED,
-    NOT_RUN,
     OK,
     RUNNING,
     TIMEOUT,
@@ -52,7 +51,7 @@ from .spec import (
     RunSpec,
 )
 
-__all__ = ["RunInterrupted", "execute_run", "record_abandoned", "run_flow"]
+__all__ = ["RunInterrupted", "execute_run", "run_flow"]
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -140,12 +139,16 @@ class _Flow:
 
     ref: FlowRef
     notebook_path: Path
+    sha256: str
     status: str = RUNNING
     error: str | None = None
     traceback: str | None = None
-    failed_index: int | None = None
     failed_cell: int | None = None
     stopped_at_cell: int | None = None
+    nb: Any = None
+    kernel: Kernel | None = None
+    #: index of the cell executing now (None between cells and after the last one)
+    current: int | None = None
 
 
 async def _execute_flow(
@@ -156,110 +159,34 @@ async def _execute_flow(
     deadline: float | None,
     interrupt: _Interrupt,
 ) -> tuple[FlowResult, list[str]]:
-    run_dir = spec.run_dir
-    state = _Flow(ref, run_dir / ref.notebook_name)
+    """Execute one flow in a kernel of its own; every failure is in the returned result."""
+    state = _Flow(ref, spec.run_dir / ref.notebook_name, ref.sha256)
     started, t0 = now(), time.perf_counter()
     warnings: list[str] = []
-    sha = ref.sha256
-    nb = None
-    kernel: Kernel | None = None
-    current: int | None = None
     autosave: _Autosave | None = None
     try:
-        flow_nb, sha = read_flow(ref.path)
-        nb, warnings = build_notebook(flow_nb, spec.config, config_hash=spec.config_hash, ref=ref)
-        save_notebook(nb, state.notebook_path)
-        autosave = _Autosave(nb, state.notebook_path)
-        env = {
-            **os.environ,
-            "DUCTAFLOW_RUN_DIR": str(run_dir),
-            "DUCTAFLOW_FLOW": str(ref.path),
-            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-        }
-        startup = STARTUP_TIMEOUT
-        if deadline is not None:
-            startup = max(0.1, min(startup, deadline - time.monotonic()))
-        if options.kernel is None and (own := flow_kernel(ref.facts, None)) is not None:
-            starter = StandardStarter(own)  # an .ipynb flow's own kernelspec
-        kernel = await open_kernel(starter, run_dir, env, startup_timeout=startup)
-        client = NotebookClient(
-            nb,
-            km=kernel.km,
-            record_timing=True,
-            resources={"metadata": {"path": str(run_dir)}},
+        flow_nb, state.sha256 = read_flow(ref.path)
+        state.nb, warnings = build_notebook(
+            flow_nb, spec.config, config_hash=spec.config_hash, ref=ref
         )
-        client.kc = kernel.kc
-
-        def cell_timeout(_cell: Any) -> float | None:
-            limits = [options.timeout] if options.timeout else []
-            if deadline is not None:
-                limits.append(max(0.001, deadline - time.monotonic()))
-            return min(limits) if limits else None
-
-        client.timeout_func = cell_timeout
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type != "code":
-                continue
-            current = index
-            await client.async_execute_cell(
-                cell, index, execution_count=client.code_cells_executed + 1
-            )
-            autosave.cell_done()
-        current = None
+        save_notebook(state.nb, state.notebook_path)
+        autosave = _Autosave(state.nb, state.notebook_path)
+        await _run_cells(state, spec, options, starter, deadline, autosave)
         state.status = OK
-    except CellExecutionError as exc:
-        if nb is not None and current is not None and is_clean_exit(exc.ename, exc.evalue):
-            state.status, state.stopped_at_cell = OK, mark_stopped(nb, current, exc.evalue)
-            current = None
-        else:
-            state.status = FAILED
-            state.error = one_line(f"{exc.ename}: {exc.evalue}")
-            state.traceback = strip_ansi(str(exc))
-    except CellTimeoutError:
-        state.status = TIMEOUT
-        if deadline is not None and time.monotonic() >= deadline - 0.01:
-            state.error = f"RunTimeout: the run exceeded --run-timeout {options.run_timeout:g} s"
-        else:
-            state.error = f"CellTimeout: the cell exceeded --timeout {options.timeout:g} s"
-    except DeadKernelError:
-        if interrupt.signum is not None:
-            state.status, state.error = INTERRUPTED, _interrupted_error(interrupt)
-        else:
-            state.status = DIED
-            assert kernel is not None
-            state.error = f"DeadKernel: {kernel.exit_description()} while running the cell"
-            state.traceback = kernel.log_tail() or None
-    except asyncio.CancelledError:
-        state.status, state.error = INTERRUPTED, _interrupted_error(interrupt)
-    except ExecutionError as exc:  # the kernel did not start
-        timed_out = deadline is not None and time.monotonic() >= deadline - 0.01
-        state.status = TIMEOUT if timed_out else DIED
-        state.error = one_line(str(exc))
-        state.traceback = str(exc)
-    except DuctaflowError as exc:  # the flow cannot be read
-        state.status, state.error = FAILED, one_line(str(exc))
-    except Exception as exc:  # a fault of ductaflow's own: record it, never hide it
-        state.status = FAILED
-        state.error = one_line(f"ductaflow internal error: {type(exc).__name__}: {exc}")
-        state.traceback = traceback.format_exc()
+    except (Exception, asyncio.CancelledError) as exc:
+        _classify_failure(state, exc, options, deadline, interrupt)
     finally:
         if autosave is not None:
             autosave.cancel()
-        if kernel is not None:
-            await asyncio.shield(kernel.stop())
-        if nb is not None:
-            if current is not None and state.status != OK:
-                cell = nb.cells[current]
-                if state.status != FAILED:
-                    name, _, message = (state.error or "").partition(": ")
-                    add_error_output(cell, name, message)
-                state.failed_cell = flow_cell_number(nb, current)
-                mark_failure(nb, current, state.status, state.error or state.status)
-            save_notebook(nb, state.notebook_path)
+        if state.kernel is not None:
+            await asyncio.shield(state.kernel.stop())
+        if state.nb is not None:
+            _finish_notebook(state)
+    kernel = state.kernel
     result = FlowResult(
         name=ref.name,
         path=str(ref.path),
-        sha256=sha,
+        sha256=state.sha256,
         status=state.status,
         notebook=ref.notebook_name,
         started=started,
@@ -274,15 +201,116 @@ async def _execute_flow(
     return result, warnings
 
 
+async def _run_cells(
+    state: _Flow,
+    spec: RunSpec,
+    options: RunOptions,
+    starter: KernelStarter,
+    deadline: float | None,
+    autosave: _Autosave,
+) -> None:
+    """Start the flow's kernel in the run directory and execute its code cells in order."""
+    run_dir = spec.run_dir
+    env = {
+        **os.environ,
+        "DUCTAFLOW_RUN_DIR": str(run_dir),
+        "DUCTAFLOW_FLOW": str(state.ref.path),
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    }
+    startup = STARTUP_TIMEOUT
+    if deadline is not None:
+        startup = max(0.1, min(startup, deadline - time.monotonic()))
+    if options.kernel is None and (own := flow_kernel(state.ref.facts, None)) is not None:
+        starter = StandardStarter(own)  # an .ipynb flow's own kernelspec
+    state.kernel = kernel = await open_kernel(starter, run_dir, env, startup_timeout=startup)
+    nb = state.nb
+    client = NotebookClient(
+        nb,
+        km=kernel.km,
+        record_timing=True,
+        resources={"metadata": {"path": str(run_dir)}},
+    )
+    client.kc = kernel.kc
+
+    def cell_timeout(_cell: Any) -> float | None:
+        limits = [options.timeout] if options.timeout else []
+        if deadline is not None:
+            limits.append(max(0.001, deadline - time.monotonic()))
+        return min(limits) if limits else None
+
+    client.timeout_func = cell_timeout
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        state.current = index
+        await client.async_execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+        autosave.cell_done()
+    state.current = None
+
+
+def _classify_failure(
+    state: _Flow,
+    exc: BaseException,
+    options: RunOptions,
+    deadline: float | None,
+    interrupt: _Interrupt,
+) -> None:
+    """The status, error line and traceback of a flow that did not end ``ok``."""
+    timed_out = deadline is not None and time.monotonic() >= deadline - 0.01
+    if isinstance(exc, CellExecutionError) and is_clean_exit(exc.ename, exc.evalue):
+        if state.nb is not None and state.current is not None:  # sys.exit(0): a clean stop
+            state.stopped_at_cell = mark_stopped(state.nb, state.current, exc.evalue)
+        state.status, state.current = OK, None
+    elif isinstance(exc, CellExecutionError):
+        state.status = FAILED
+        state.error = one_line(f"{exc.ename}: {exc.evalue}")
+        state.traceback = strip_ansi(str(exc))
+    elif isinstance(exc, CellTimeoutError):
+        state.status = TIMEOUT
+        if timed_out:
+            state.error = f"RunTimeout: the run exceeded --run-timeout {options.run_timeout:g} s"
+        else:
+            state.error = f"CellTimeout: the cell exceeded --timeout {options.timeout:g} s"
+    elif isinstance(exc, DeadKernelError):
+        if interrupt.signum is not None:
+            state.status, state.error = INTERRUPTED, _interrupted_error(interrupt)
+        else:
+            state.status = DIED
+            assert state.kernel is not None
+            state.error = f"DeadKernel: {state.kernel.exit_description()} while running the cell"
+            state.traceback = state.kernel.log_tail() or None
+    elif isinstance(exc, asyncio.CancelledError):
+        state.status, state.error = INTERRUPTED, _interrupted_error(interrupt)
+    elif isinstance(exc, ExecutionError):  # the kernel did not start
+        state.status = TIMEOUT if timed_out else DIED
+        state.error = one_line(str(exc))
+        state.traceback = str(exc)
+    elif isinstance(exc, DuctaflowError):  # the flow cannot be read
+        state.status, state.error = FAILED, one_line(str(exc))
+    else:  # a fault of ductaflow's own: record it, never hide it
+        state.status = FAILED
+        state.error = one_line(f"ductaflow internal error: {type(exc).__name__}: {exc}")
+        state.traceback = "".join(traceback.format_exception(exc))
+
+
+def _finish_notebook(state: _Flow) -> None:
+    """Save the flow's notebook; a failed one marked at the cell where it stopped."""
+    nb, current = state.nb, state.current
+    if current is not None and state.status != OK:
+        cell = nb.cells[current]
+        if state.status != FAILED:
+            name, _, message = (state.error or "").partition(": ")
+            add_error_output(cell, name, message)
+        state.failed_cell = flow_cell_number(nb, current)
+        mark_failure(nb, current, state.status, state.error or state.status)
+    save_notebook(nb, state.notebook_path)
+
+
 def _interrupted_error(interrupt: _Interrupt) -> str:
     if interrupt.reason:
         return f"Interrupted: the run was stopped because {interrupt.reason}"
     name = signal.Signals(interrupt.signum).name if interrupt.signum else "a cancel"
     return f"Interrupted: the run was stopped by {name}"
-
-
-def _not_run(ref: FlowRef) -> FlowResult:
-    return FlowResult(ref.name, str(ref.path), ref.sha256, NOT_RUN, ref.notebook_name)
 
 
 async def _attempt(
@@ -295,7 +323,7 @@ async def _attempt(
 ) -> RunResult:
     started, t0 = now(), time.perf_counter()
     deadline = time.monotonic() + options.run_timeout if options.run_timeout else None
-    flows: list[FlowResult] = [_not_run(ref) for ref in spec.flows]
+    flows: list[FlowResult] = [FlowResult.not_run(ref) for ref in spec.flows]
     warnings: list[str] = []
 
     def record(status: str, finished: str | None = None, **kw: Any) -> RunResult:
@@ -366,7 +394,7 @@ async def _execute_run_async(
                 # cancelled between flows: record it as interrupted
                 result = RunResult(
                     spec.run_dir, INTERRUPTED, None, now(), None, spec.config_hash,
-                    tuple(_not_run(r) for r in spec.flows), _interrupted_error(interrupt),
+                    tuple(FlowResult.not_run(r) for r in spec.flows), _interrupted_error(interrupt),
                     attempts=attempt, sweep=spec.sweep, name=spec.name,
                 )  # fmt: skip
                 write_status(result, base)
@@ -482,40 +510,3 @@ def run_flow(
         timeout=timeout, run_timeout=run_timeout, kernel=kernel, warm=warm, preload=tuple(preload)
     )
     return execute_run(spec, options)
-
-
-def record_abandoned(run_dir: Path, status: str, error: str) -> RunResult | None:
-    """Record a run whose process was killed mid-run (status.json still says ``running``).
-
-    Called by a conductor once the run's lock is free: the flow that was executing gets
-    ``status`` and ``error``, and its saved notebook a marker cell at the top.
-    """
-    from .notebook import ERROR_TAG
-    from .rundir import read_status
-
-    data = read_status(run_dir)
-    if data is None or data.get("status") != RUNNING:
-        return None
-    flows = list(data.get("flows", ()))
-    for flow in flows:
-        if flow.get("status") in (NOT_RUN, RUNNING):
-            flow.update(status=status, error=error)
-            path = run_dir / flow.get("notebook", "")
-            with contextlib.suppress(Exception):
-                import nbformat
-
-                nb = nbformat.read(path, as_version=4)
-                marker = nbformat.v4.new_markdown_cell(
-                    f"**ductaflow: this run ended `{status}`**: `{error}`. The cells below show "
-                    "what it had done when it was stopped.",
-                    metadata={"tags": [ERROR_TAG]},
-                )
-                marker["id"] = "ductaflow-error-summary"
-                nb.cells.insert(1 if nb.cells else 0, marker)
-                save_notebook(nb, path)
-            break
-    data.update(status=status, error=error, flows=flows, finished=now())
-    result = RunResult.from_json(data, run_dir)
-    extra = {k: v for k, v in data.items() if k not in RunResult.__dataclass_fields__}
-    write_status(result, extra)
-    return result

@@ -29,6 +29,7 @@ from typing import Any
 
 from .config import flatten
 from .errors import StorageError
+from .lifecycle import UNFINISHED_ERROR, shown_status
 from .rundir import (
     CONFIG_FILE,
     STATUS_FILE,
@@ -39,11 +40,12 @@ from .rundir import (
     read_status,
     storage_error,
 )
-from .spec import INTERRUPTED, RUNNING
+from .spec import RUNNING
 
 __all__ = [
     "BASE_COLUMNS",
     "INDEX_FILE",
+    "UNFINISHED_ERROR",
     "IndexFile",
     "build_row",
     "load_index",
@@ -68,7 +70,6 @@ BASE_COLUMNS = (
     "config_hash",
 )
 _PREFIX_ORDER = ("param.", "result.", "flow.")
-UNFINISHED_ERROR = "Interrupted: the process running it ended before it finished"
 
 
 def _text(text: str) -> str:
@@ -111,10 +112,7 @@ def build_row(
     if config is None:
         loaded = _read_json(run_dir / CONFIG_FILE)
         config = loaded if isinstance(loaded, dict) else {}
-    state = status.get("status", "")
-    error = status.get("error")
-    if state == RUNNING and not is_claimed(run_dir):
-        state, error = INTERRUPTED, UNFINISHED_ERROR
+    state, error = shown_status(run_dir, status.get("status", ""), status.get("error"))
     row = {
         "sweep": status.get("sweep") or run_dir.parent.name,
         "run": status.get("name") or run_dir.name,

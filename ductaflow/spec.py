@@ -1,6 +1,7 @@
-"""Plain, frozen records: what to run (``RunSpec``, ``RunOptions``), what happened (``RunResult``).
+"""Plain, frozen records: what to run (``RunSpec``, ``RunOptions``), what happened (``RunResult``,
+``Outcome``), and where a planned run stands (``PlanState``).
 
-Nothing but these records (and paths) crosses to a worker, and nothing but a ``RunResult`` comes
+Nothing but these records (and paths) crosses to a worker, and nothing but an ``Outcome`` comes
 back, so every backend can pickle them.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +17,14 @@ from .checks import FlowFacts, load_flow
 from .config import config_hash
 
 __all__ = [
+    "BUSY",
     "ERROR_ANCHOR",
-    "STATUSES",
+    "RAN",
+    "SKIPPED",
     "FlowRef",
     "FlowResult",
+    "Outcome",
+    "PlanState",
     "RunOptions",
     "RunResult",
     "RunSpec",
@@ -31,10 +37,22 @@ DIED = "died"
 INTERRUPTED = "interrupted"
 RUNNING = "running"
 NOT_RUN = "not-run"  # a flow after the one that failed
-#: The statuses a run can have in ``status.json``.
-STATUSES = (OK, FAILED, TIMEOUT, DIED, INTERRUPTED, RUNNING)
 #: HTML id of the marker just above a failed run's failing cell: ``<notebook>.html#<id>``.
 ERROR_ANCHOR = "ductaflow-error"
+
+
+class PlanState(str, Enum):
+    """Where a run stands when a sweep is planned, read from its ``status.json`` and claim."""
+
+    NEW = "new"
+    DONE = "done"
+    FAILED = "failed"
+    STALE = "stale"
+    #: claimed by another process right now
+    RUNNING = "running"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -123,6 +141,11 @@ class FlowResult:
     #: cells after it were not executed.
     stopped_at_cell: int | None = None
 
+    @classmethod
+    def not_run(cls, ref: FlowRef) -> FlowResult:
+        """A flow that did not run (after the one that failed, or a run that never began)."""
+        return cls(ref.name, str(ref.path), ref.sha256, NOT_RUN, ref.notebook_name)
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -171,3 +194,20 @@ class RunResult:
         kwargs["warnings"] = tuple(data.get("warnings", ()))
         kwargs["run_dir"] = Path(run_dir if run_dir is not None else data["run_dir"])
         return cls(**kwargs)
+
+
+#: What became of a planned run (``Outcome.kind``): executed here, found done, claimed elsewhere.
+RAN, SKIPPED, BUSY = "ran", "skipped", "busy"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one planned run: ``ran``, ``skipped`` (found done) or ``busy``."""
+
+    spec: RunSpec
+    kind: str
+    result: RunResult | None = None
+    #: True when the worker already appended the run's row to the index
+    indexed: bool = False
+    #: the disk refused the run's files (full, read-only): a StorageError's message
+    storage: str | None = None

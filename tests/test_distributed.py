@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from conftest import FLOWS, read_json, run_cli, wait_for, wait_no_kernels
 
-from ductaflow.executor import execute_sweep
+from ductaflow.executor import SweepOptions, execute_sweep
 from ductaflow.spec import RunOptions
 from ductaflow.sweep import Sweep
 
@@ -55,14 +55,15 @@ BACKENDS: dict[str, dict[str, Any]] = {
 def run_on(name: str, root: Path) -> Any:
     sweep = Sweep(name="b", flows=(FLOWS / "work.py",), table=TABLE)
     if name != "joblib-dask":
-        return execute_sweep(sweep, root, 2, options=OPTIONS, progress=False, **BACKENDS[name])
+        options = SweepOptions(root, 2, run=OPTIONS, progress=False, **BACKENDS[name])
+        return execute_sweep(sweep, options)
     from distributed import Client, LocalCluster
     from joblib import parallel_config
 
     # one thread: joblib's own dask backend would run every task in this very process
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster:
         with Client(cluster), parallel_config(backend="dask"):
-            return execute_sweep(sweep, root, 2, options=OPTIONS, progress=False)
+            return execute_sweep(sweep, SweepOptions(root, 2, run=OPTIONS, progress=False))
 
 
 def stable(data: Any) -> Any:
@@ -161,7 +162,9 @@ def test_a_run_that_keeps_killing_its_worker_is_recorded_died(tmp_path: Path) ->
     table = ({"x": 1, "kill": "worker-always"}, {"x": 2})
     sweep = Sweep(name="w", flows=(tmp_path / "killer.py",), table=table)
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        report = execute_sweep(sweep, tmp_path / "runs", 2, backend="dask-local", progress=False)
+        report = execute_sweep(
+            sweep, SweepOptions(tmp_path / "runs", 2, backend="dask-local", progress=False)
+        )
     assert "1 ok, 0 failed, 0 timeout, 1 died, 0 interrupted" in report.summary()
     (killer,) = (tmp_path / "runs" / "w").glob("kill=worker*")
     status = read_json(killer / "status.json")
@@ -259,7 +262,7 @@ def test_ctrl_c_stops_the_cluster_runs_and_resume_finishes(tmp_path: Path) -> No
 
 
 def test_slurm_job_script_and_bad_input(tmp_path: Path) -> None:
-    from ductaflow.distributed import slurm_job_script
+    from ductaflow.backends.slurm import slurm_job_script
 
     script = slurm_job_script(
         partition="cpu", time_minutes=60, mem="8G", log_directory=tmp_path / "logs"
@@ -275,7 +278,7 @@ def test_slurm_job_script_and_bad_input(tmp_path: Path) -> None:
 
     # dask-jobqueue 0.9.0 replaces the SIGINT handler on import; Ctrl-C must still interrupt
     probe = (
-        "import signal; from ductaflow.distributed import slurm_job_script; slurm_job_script();"
+        "import signal; from ductaflow.backends.slurm import slurm_job_script; slurm_job_script();"
         "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler"
     )
     assert subprocess.run([sys.executable, "-c", probe]).returncode == 0
@@ -321,7 +324,9 @@ def test_ctrl_c_stops_runs_on_a_cluster_the_conductor_does_not_own(tmp_path: Pat
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False) as cluster:
         with Client(cluster) as client:
             threading.Thread(target=interrupt_when_both_run, daemon=True).start()
-            report = execute_sweep(sweep, root, backend="dask", client=client, progress=False)
+            report = execute_sweep(
+                sweep, SweepOptions(root, backend="dask", client=client, progress=False)
+            )
             assert report.interrupted
             assert "0 ok, 0 failed, 0 timeout, 0 died, 2 interrupted" in report.summary()
             errors = {read_json(p)["error"] for p in root.glob("e/*/status.json")}
@@ -331,5 +336,7 @@ def test_ctrl_c_stops_runs_on_a_cluster_the_conductor_does_not_own(tmp_path: Pat
             assert len(client.scheduler_info()["workers"]) == 2
 
             hold.unlink()
-            again = execute_sweep(sweep, root, backend="dask", client=client, progress=False)
+            again = execute_sweep(
+                sweep, SweepOptions(root, backend="dask", client=client, progress=False)
+            )
             assert "3 ok, 0 failed, 0 timeout, 0 died, 0 interrupted, 0 skipped" in again.summary()

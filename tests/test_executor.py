@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import pandas as pd
 import pytest
 from conftest import FLOWS, read_json, run_cli, wait_for, wait_no_kernels
 
-from ductaflow.executor import execute_sweep
+from ductaflow.executor import SweepOptions, execute_sweep
 from ductaflow.index import load_index
 from ductaflow.rundir import is_claimed, read_status
 from ductaflow.spec import RunOptions
@@ -127,7 +128,8 @@ def test_retries_and_timeouts(tmp_path: Path) -> None:
 
     sweep = Sweep(name="t", flows=(FLOWS / "work.py",), grid={"sleep": [0, 30]})
     report = execute_sweep(
-        sweep, tmp_path / "runs", 2, options=RunOptions(timeout=2), progress=False
+        sweep,
+        SweepOptions(tmp_path / "runs", 2, run=RunOptions(timeout=2), progress=False),
     )
     assert sorted(o.result.status for o in report.outcomes) == ["ok", "timeout"]
     assert not report.ok
@@ -291,7 +293,7 @@ def test_sweeps_on_threads_leave_no_descriptor_or_thread_behind(tmp_path: Path) 
 
     def sweep_once(k: int) -> tuple[int, int]:
         sweep = Sweep(name=f"t{k}", flows=(FLOWS / "work.py",), grid={"x": list(range(8))})
-        report = execute_sweep(sweep, tmp_path / "runs", 2, progress=False)
+        report = execute_sweep(sweep, SweepOptions(tmp_path / "runs", 2, progress=False))
         assert report.ok and report.counts()["ok"] == 8
         return len(os.listdir("/proc/self/fd")), threading.active_count()
 
@@ -327,12 +329,12 @@ flow = ""
 root = ""
 
 # %%
-from ductaflow import run_sweep
+from ductaflow import SweepOptions, run_sweep
 from ductaflow.sweep import Sweep
 
 for jobs in (1, 2):
     sweep = Sweep(name=f"j{jobs}", flows=(flow,), grid={"x": [1, 2, 3]})
-    frame = run_sweep(sweep, root, jobs, progress=False)
+    frame = run_sweep(sweep, SweepOptions(root, jobs, progress=False))
     print(jobs, sorted(frame["status"]), sorted(frame["result.double"]))
 """
 
@@ -375,7 +377,7 @@ def test_run_sweep_python_api_returns_the_sweeps_rows(tmp_path: Path) -> None:
     from ductaflow.executor import run_sweep
 
     sweep = Sweep(name="api", flows=(FLOWS / "work.py",), grid={"x": [5, 6]})
-    frame = run_sweep(sweep, runs_root=tmp_path / "runs", n_jobs=2, progress=False)
+    frame = run_sweep(sweep, SweepOptions(runs_root=tmp_path / "runs", n_jobs=2, progress=False))
     assert isinstance(frame, pd.DataFrame)
     assert sorted(frame["result.double"].tolist()) == [10, 12]
     assert set(frame["sweep"]) == {"api"}
@@ -384,7 +386,7 @@ def test_run_sweep_python_api_returns_the_sweeps_rows(tmp_path: Path) -> None:
 @pytest.mark.parametrize("backend", ["sequential", "threading"])
 def test_other_backends_give_the_same_rows(tmp_path: Path, backend: str) -> None:
     sweep = Sweep(name="b", flows=(FLOWS / "work.py",), table=({"x": 1}, {"x": 2, "fail": True}))
-    execute_sweep(sweep, tmp_path / "runs", 2, backend=backend, progress=False)
+    execute_sweep(sweep, SweepOptions(tmp_path / "runs", 2, backend=backend, progress=False))
     frame = load_index(tmp_path / "runs").sort_values("param.x")
     assert frame["status"].tolist() == ["ok", "failed"]
     assert frame["run"].tolist() == [s.name for s in sweep.expand(tmp_path / "runs")]
@@ -420,3 +422,62 @@ def test_progress_bar_in_a_terminal(tmp_path: Path) -> None:
     assert "0/2" in text and "2/2" in text and "100%" in text, text
     assert "ok=1" in text and "failed=1" in text, text
     assert "s: FAILED: 1 ok, 1 failed" in text
+
+
+LIGHT = """
+import sys
+from ductaflow.cli import main
+import ductaflow.executor
+for argv in (["sweep", "spec.json", "--dry-run"], ["status"], ["index"]):
+    main(argv)
+print(sorted(m for m in ("nbclient", "zmq", "jupyter_client", "joblib") if m in sys.modules))
+"""
+
+
+def test_planning_and_reading_commands_load_no_kernel_machinery(tmp_path: Path) -> None:
+    """``import ductaflow.executor``, ``--dry-run``, ``status`` and ``index`` start no kernel, so
+    they must not pay for importing nbclient, zmq or joblib (~0.3 s)."""
+    write_spec(tmp_path, grid={"x": [1, 2]})
+    proc = subprocess.run(
+        [sys.executable, "-c", LIGHT], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "s: 2 runs (2 new); 2 to run" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
+
+
+def run_in_pty(*args: str, cwd: Path, timeout: float = 120) -> tuple[int, str]:
+    """``ductaflow ARGS`` in a terminal of 120 columns; its exit code and all it wrote."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ductaflow", *args],
+        cwd=cwd, stdin=follower, stdout=follower, stderr=follower,
+    )  # fmt: skip
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    return proc.wait(timeout=timeout), b"".join(chunks).decode(errors="replace")
+
+
+def test_log_lines_and_the_progress_bar_do_not_garble_each_other(tmp_path: Path) -> None:
+    """A warning logged while the bar is drawn gets a line of its own, above the bar."""
+    write_spec(tmp_path, flow="killworker.py", table=[{"x": 1}, {"x": 2, "kill": True}])
+    code, text = run_in_pty("sweep", "spec.json", "-j", "2", "--no-warm", cwd=tmp_path)
+    assert code == 1, text
+    lines = [seg for seg in re.split(r"[\r\n]", text) if "a worker died" in seg]
+    assert lines and all(line.startswith("ductaflow: a worker died") for line in lines), text
+    assert "2/2" in text and "s: FAILED: 1 ok, 0 failed, 0 timeout, 1 died" in text, text

@@ -20,7 +20,7 @@ import pytest
 
 import ductaflow.report as report
 from ductaflow.errors import InputError
-from ductaflow.executor import execute_sweep
+from ductaflow.executor import SweepOptions, execute_sweep
 from ductaflow.index import IndexFile, load_index
 from ductaflow.notebook import ERROR_ANCHOR
 from ductaflow.report import (
@@ -459,7 +459,7 @@ def test_report_of_a_real_sweep_in_a_real_browser(tmp_path: Path) -> None:
     check.write_text(CHECK_FLOW)
     root = tmp_path / "runs"
     sweep = Sweep(name="t", flows=(record, check), grid={"alpha": [1, 2, 3]})
-    result = execute_sweep(sweep, runs_root=root, n_jobs=2, progress=False)
+    result = execute_sweep(sweep, SweepOptions(runs_root=root, n_jobs=2, progress=False))
     assert sorted(o.result.status for o in result.outcomes if o.result) == ["failed", "ok", "ok"]
 
     out = write_report(root, sweep="t")

@@ -316,7 +316,7 @@ def test_warm_and_standard_kernels_give_the_same_notebook(tmp_path: Path) -> Non
 def test_a_warm_sweep_and_a_standard_one_give_the_same_rows_and_notebooks(tmp_path: Path) -> None:
     """Warm runs (threads of the sweep, one zygote) and standard runs (loky workers): the same
     index rows but for times, the same notebooks but for timing metadata."""
-    from ductaflow.executor import execute_sweep
+    from ductaflow.executor import SweepOptions, execute_sweep
     from ductaflow.index import load_index
     from ductaflow.sweep import Sweep
 
@@ -326,7 +326,7 @@ def test_a_warm_sweep_and_a_standard_one_give_the_same_rows_and_notebooks(tmp_pa
     for mode, warm in (("warm", True), ("standard", False)):
         sweep = Sweep(name="same", flows=(flow,), table=table)
         report = execute_sweep(
-            sweep, tmp_path / mode, 2, options=RunOptions(warm=warm), progress=False
+            sweep, SweepOptions(tmp_path / mode, 2, run=RunOptions(warm=warm), progress=False)
         )
         assert report.counts()["ok"] == 3 and report.counts()["failed"] == 1
         frame = load_index(tmp_path / mode).sort_values("run").reset_index(drop=True)

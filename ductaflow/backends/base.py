@@ -1,0 +1,41 @@
+"""The one interface every backend has: run a sweep's task over specs, yield outcomes as runs
+finish, stop what is still going.
+
+The task (``ductaflow.task.run_task`` bound to the sweep) never raises. A backend lets out only
+``KeyboardInterrupt`` (Ctrl-C, SIGTERM), ``InputError`` (it cannot start: a missing extra, no
+scheduler) and, for a process pool, the error of a worker process that died; the conductor
+(``ductaflow.executor``) decides what becomes of the runs then (``ductaflow.lifecycle``).
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Callable, Iterator, Sequence
+
+from ..spec import Outcome, RunSpec
+
+__all__ = ["Backend", "Task"]
+
+#: One run in, its outcome back; never raises.
+Task = Callable[[RunSpec], Outcome]
+
+
+class Backend(abc.ABC):
+    """Where a sweep's runs execute."""
+
+    #: its name, as ``--backend`` takes it
+    name: str = ""
+    #: True when the workers share this machine's files and pids: they index their own runs
+    #: and stop theirs when the conductor dies
+    local: bool = True
+    #: set to stop the runs executing in this process's threads (signals reach the main thread
+    #: only); the task watches it
+    stop_event: threading.Event | None = None
+
+    @abc.abstractmethod
+    def run(self, specs: Sequence[RunSpec], task: Task) -> Iterator[Outcome]:
+        """Outcomes of ``task`` over ``specs``, in the order the runs finish."""
+
+    def stop(self) -> None:  # noqa: B027  (most backends have nothing to stop)
+        """Stop the runs still going after Ctrl-C (they record themselves ``interrupted``)."""
