@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -19,6 +18,7 @@ import nbformat
 import pytest
 
 import ductaflow.report as report
+from ductaflow.cli import main
 from ductaflow.errors import InputError
 from ductaflow.executor import execute_sweep
 from ductaflow.index import IndexFile, load_index
@@ -146,12 +146,11 @@ def test_public_api() -> None:
         "report_data",
         "render_html",
         "write_report",
-        "add_report_parser",
-        "cmd_report",
         "ReportData",
         "refresh_notebooks",
     }
     assert all(hasattr(report, name) for name in report.__all__)
+    assert not hasattr(report, "render_notebook")  # dead: refresh_notebooks renders
 
 
 def test_header_counts_and_times(runs: Path) -> None:
@@ -345,17 +344,18 @@ def test_write_report_rejects_unknown_sweeps_and_empty_roots(runs: Path, tmp_pat
         write_report(tmp_path / "missing")
 
 
-def test_cli_parser_and_command(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser(prog="ductaflow")
-    report.add_report_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
-        ["report", str(runs), "--sweep", "s", "-o", str(runs / "x.html"), "--no-notebooks"]
-    )
-    assert report.cmd_report(args) == 0
-    assert (runs / "x.html").is_file()
-    assert str(runs / "x.html") in capsys.readouterr().out
-    defaults = parser.parse_args(["report"])
-    assert defaults.runs_root == Path("runs") and defaults.sweep is None
+def test_cli_report_command(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = runs / "x.html"
+    argv = ["report", str(runs), "--sweep", "s", "-o", str(out), "--no-notebooks"]
+    assert main(argv) == 0
+    assert out.is_file() and not list(runs.glob("s/*/*_executed.html"))
+    assert capsys.readouterr().out == f"report -> {out}\n"
+    assert main(["report", str(runs), "--sweep", "nope"]) == 2  # bad input: one line, exit 2
+    assert "no runs of sweep 'nope'" in capsys.readouterr().err
+    assert main(["report", str(runs / "missing")]) == 2
+    assert main(["report", str(runs)]) == 0  # default output, notebooks rendered
+    assert (runs / "report.html").is_file()
+    assert (runs / "s" / "a1" / "fit_executed.html").is_file()
 
 
 # -- end to end: real kernels, a real browser ------------------------------------------------
