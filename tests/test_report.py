@@ -10,6 +10,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -19,6 +20,7 @@ import pytest
 
 import ductaflow.report as report
 from ductaflow.cli import main
+from ductaflow.engine import execute_run
 from ductaflow.errors import InputError
 from ductaflow.executor import execute_sweep
 from ductaflow.index import IndexFile, load_index
@@ -31,7 +33,7 @@ from ductaflow.report import (
     write_report,
 )
 from ductaflow.rundir import write_json, write_status
-from ductaflow.spec import FlowResult, RunResult
+from ductaflow.spec import FlowRef, FlowResult, RunOptions, RunResult, RunSpec
 from ductaflow.sweep import Sweep
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -316,6 +318,92 @@ def test_notebooks_render_only_when_missing_or_stale(tmp_path: Path) -> None:
     nb_path.write_text("not a notebook")
     os.utime(nb_path, (later + 5, later + 5))
     assert refresh_notebooks([nb_path]) == {nb_path: None}  # logged, never raised
+
+
+RICH_FLOW = """\
+# %% tags=["parameters"]
+alpha = 1
+
+# %% [markdown]
+# A formula, $e^{i \\pi} + 1 = 0$, and a diagram:
+#
+# ```mermaid
+# graph LR; a --> b
+# ```
+
+# %%
+import pandas as pd
+from IPython.display import HTML, Markdown, display
+display(Markdown("$$x^2$$"), HTML("<b>bold</b>"))
+pd.DataFrame({"alpha": [alpha], "twice": [2 * alpha]})
+
+# %%
+raise ValueError("the end")
+"""
+
+
+class _Loads(HTMLParser):
+    """What a page would fetch: URLs of script/link/img/iframe/source tags, CSS and script text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.texts: list[str] = []
+        self._in: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        wanted = {"script": "src", "link": "href", "img": "src", "iframe": "src", "source": "src"}
+        for name, value in attrs:
+            if name == wanted.get(tag) and value:
+                self.urls.append(value)
+            if name == "style" and value:
+                self.texts.append(value)
+        self._in = tag if tag in ("script", "style") else None
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in:
+            self.texts.append(data)
+
+
+def network_loads(page: str) -> list[str]:
+    """Every URL the page would load from http(s) (or a protocol-relative //host)."""
+    parser = _Loads()
+    parser.feed(page)
+    remote = re.compile(r"^\s*(?:https?:)?//", re.I)
+    found = [u for u in parser.urls if remote.match(u)]
+    for text in parser.texts:
+        text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)  # CSS comments name sites, load none
+        found += re.findall(r"@import[^;]*", text)
+        found += re.findall(r"url\(\s*[\"']?(?:https?:)?//[^)]*\)", text, flags=re.I)
+        found += re.findall(r"[\"'](?:https?:)?//[^\"']+[\"']", text, flags=re.I)
+    return found
+
+
+def test_executed_notebooks_render_offline(tmp_path: Path) -> None:
+    flow = tmp_path / "rich.py"
+    flow.write_text(RICH_FLOW)
+    run_dir = tmp_path / "runs" / "s" / "r1"
+    result = execute_run(
+        RunSpec(run_dir, {"alpha": 3}, (FlowRef.from_path(flow),)), RunOptions(warm=False)
+    )
+    assert result.status == "failed"  # a real executed notebook, error marker included
+    notebook = run_dir / "rich_executed.ipynb"
+    html_path = notebook.with_suffix(".html")
+    assert refresh_notebooks([notebook]) == {notebook: html_path}
+    page = html_path.read_text(encoding="utf-8")
+    assert "<b>bold</b>" in page and "twice" in page and "the end" in page
+    assert f'id="{ERROR_ANCHOR}"' in page
+    assert "x^2" in page  # formulas stay, as their LaTeX source
+    assert network_loads(page) == []
+    # the check itself sees what nbconvert's default template loads
+    from nbconvert import HTMLExporter
+
+    default, _ = HTMLExporter(template_name="lab").from_filename(str(notebook))
+    loads = network_loads(default)
+    assert any("require" in u for u in loads) and any("mathjax" in u.lower() for u in loads)
 
 
 def test_write_report_for_a_sweep_links_relative_to_the_page(runs: Path, tmp_path: Path) -> None:

@@ -1,4 +1,7 @@
-"""Executed notebooks as HTML beside them, rendered with nbconvert only when missing or stale."""
+"""Executed notebooks as HTML beside them, rendered with nbconvert only when missing or stale.
+
+The HTML loads nothing from the network (no require.js, MathJax or Mermaid from a CDN).
+"""
 
 from __future__ import annotations
 
@@ -11,17 +14,29 @@ from typing import Any
 
 from ..rundir import atomic_write_text
 
-__all__ = ["html_is_fresh", "refresh_notebooks"]
+__all__ = ["NOTEBOOK_TEMPLATE", "html_is_fresh", "refresh_notebooks"]
 
 log = logging.getLogger("ductaflow")
+
+#: The nbconvert template of executed notebooks, a package file in ``ductaflow/report/templates``.
+NOTEBOOK_TEMPLATE = "notebook.html.j2"
 
 
 @functools.lru_cache(maxsize=1)
 def _exporter() -> Any:
-    """One nbconvert exporter per process: its first render compiles the templates (~1 s)."""
+    """One nbconvert exporter per process: its first render compiles the templates (~1 s).
+
+    nbconvert's lab template, less what it loads from a CDN (require.js, MathJax, Mermaid, the
+    widget manager): ``templates/notebook.html.j2`` extends it with those blocks empty, so an
+    executed notebook opens offline like the report that links it.
+    """
     from nbconvert import HTMLExporter
 
-    return HTMLExporter(template_name="lab")
+    return HTMLExporter(
+        template_name="lab",
+        extra_template_paths=[str(Path(__file__).with_name("templates"))],
+        template_file=NOTEBOOK_TEMPLATE,
+    )
 
 
 def _render(notebook: Path, target: Path) -> None:
