@@ -604,3 +604,134 @@ def test_report_of_a_real_sweep_in_a_real_browser(tmp_path: Path) -> None:
     )
     assert png_size(shot) == (1400, 1800)
     assert shot.stat().st_size > 20_000  # a blank page is a few kB
+
+
+# -- a large report: the table is data, paged, sorted and filtered in the page ------------------
+def many_runs(root: Path, n: int) -> Path:
+    """``n`` runs of one flow, files only (an empty notebook each): every 17th failed."""
+    started, finished = "2025-03-01T10:00:00.000+00:00", "2025-03-01T10:00:02.000+00:00"
+    for i in range(n):
+        failed = i % 17 == 3
+        status = "failed" if failed else "ok"
+        run_dir = root / "big" / f"alpha={i % 50}_seed={i:05d}"
+        run_dir.mkdir(parents=True)
+        write_json(run_dir / "CONFIG.json", {"alpha": i % 50, "seed": i})
+        write_json(run_dir / "results.json", {"score": (i * 7919 % 1000) / 10})
+        (run_dir / "fit_executed.ipynb").touch()
+        error = f"ValueError: run {i} <b>bad</b>" if failed else None
+        flow = FlowResult(
+            "fit", "/f/fit.py", "0", status, "fit_executed.ipynb", started, finished,
+            1.0 + i % 7, error, f"Traceback\n{error}" if failed else None, 2 if failed else None,
+        )  # fmt: skip
+        tb = f"Traceback\n{error}" if failed else None
+        result = RunResult(
+            run_dir, status, started, finished, 1.0 + i % 7, f"h{i}", (flow,), error, tb,
+            sweep="big", name=run_dir.name,
+        )  # fmt: skip
+        write_status(result)
+    IndexFile(root).rebuild()
+    return root
+
+
+LARGE_PROBE = """<!DOCTYPE html><html><body>
+<iframe id="f" style="width:1400px;height:1600px"></iframe>
+<pre id="out">not loaded</pre>
+<script>
+var frame = document.getElementById("f"), t0 = performance.now();
+frame.addEventListener("load", function () {
+  var out = document.getElementById("out"), loaded = performance.now() - t0;
+  try {
+    var d = frame.contentDocument;
+    function rows() {
+      return Array.prototype.map.call(d.querySelectorAll("#runs-table tbody tr"), function (r) {
+        var links = Array.prototype.map.call(r.querySelectorAll("a"), function (a) {
+          return a.getAttribute("href");
+        });
+        return {status: r.cells[0].textContent, run: r.cells[1].textContent,
+                alpha: r.cells[2].textContent, score: r.cells[4].textContent,
+                error: r.cells[r.cells.length - 1].textContent, links: links};
+      });
+    }
+    function where() { return d.getElementById("where").textContent; }
+    function th(name) {
+      return Array.prototype.find.call(d.querySelectorAll("#runs-table th"), function (h) {
+        return h.textContent.replace(/^(param|result)/, "") === name;
+      });
+    }
+    var got = {loaded_ms: loaded, svgs: d.querySelectorAll("svg.chart").length,
+               dots: d.querySelectorAll("svg.chart circle").length,
+               first: rows(), where: where()};
+    d.getElementById("next").click();
+    got.second = rows(); got.where2 = where();
+    var status = d.getElementById("status-filter");
+    status.value = "!ok"; status.dispatchEvent(new Event("change"));
+    got.failedWhere = where();
+    status.value = ""; status.dispatchEvent(new Event("change"));
+    th("score").click();
+    got.byScore = rows();
+    th("score").click();
+    got.byScoreDown = rows();
+    var text = d.getElementById("text-filter");
+    text.value = "alpha=7"; text.dispatchEvent(new Event("input"));
+    got.alpha7 = rows(); got.alpha7Where = where();
+    out.textContent = JSON.stringify(got);
+  } catch (e) { out.textContent = "error: " + e + " " + e.stack; }
+});
+frame.src = "report.html";
+</script></body></html>
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
+def test_a_10000_run_report_pages_sorts_and_filters_in_a_browser(tmp_path: Path) -> None:
+    n = 10_000
+    root = many_runs(tmp_path / "runs", n)
+    t0 = time.perf_counter()
+    out = write_report(root, sweep="big", render_notebooks=False)
+    seconds = time.perf_counter() - t0
+    size = out.stat().st_size
+    print(f"report of {n:,} runs: {size / 1e6:.1f} MB in {seconds:.2f} s")
+    assert size < 5e6
+    page = out.read_text(encoding="utf-8")
+    assert "<b>bad</b>" not in page and "<tbody>" not in page  # data, escaped, no HTML rows
+    assert page.count("<circle") <= report.MAX_POINTS * 2
+    assert network_loads(page) == []
+
+    (out.parent / "probe.html").write_text(LARGE_PROBE, encoding="utf-8")
+    dom = chromium(
+        "--allow-file-access-from-files", "--virtual-time-budget=20000", "--dump-dom",
+        (out.parent / "probe.html").as_uri(), profile=tmp_path / "profile",
+    )  # fmt: skip
+    found = re.search(r'<pre id="out">(.*?)</pre>', dom, re.S)
+    assert found, dom[-2000:]
+    text = found.group(1)
+    assert not text.startswith(("error", "not loaded")), text[:2000]
+    got = json.loads(text.replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
+                     .replace("&amp;", "&"))  # fmt: skip
+    n_failed = sum(1 for i in range(n) if i % 17 == 3)
+    first, second = got["first"], got["second"]
+    assert len(first) == len(second) == 100
+    assert got["where"] == f"1–100 of {n:,} runs, page 1 of 100"
+    assert got["where2"].startswith("101–200 of")
+    # failures first: all 589 of them on the first pages, each with its error and links
+    assert all(r["status"] == "failed" for r in first + second)
+    assert got["failedWhere"] == f"1–100 of {n_failed} (of {n:,} runs), page 1 of 6"
+    bad = first[0]
+    assert bad["error"].startswith("ValueError: run ") and "<b>bad</b>" in bad["error"]
+    run_href, notebook, config, error_href = bad["links"]
+    assert (out.parent / unquote(run_href)).is_dir()
+    assert notebook == error_href and (out.parent / unquote(notebook)).is_file()
+    assert notebook.endswith("fit_executed.ipynb") and config.endswith("/CONFIG.json")
+    assert (out.parent / unquote(config)).is_file()
+    # sorting by a result, both ways
+    scores = [float(r["score"]) for r in got["byScore"]]
+    assert scores == sorted(scores) and scores[0] == 0.0
+    down = [float(r["score"]) for r in got["byScoreDown"]]
+    assert down == sorted(down, reverse=True) and down[0] == 99.9
+    # filtering by a parameter value
+    assert got["alpha7Where"] == f"1–100 of {n // 50} (of {n:,} runs), page 1 of 2"
+    assert {r["alpha"] for r in got["alpha7"]} == {"7"}
+    # charts drawn from aggregates and a capped sample
+    assert got["svgs"] >= 3 and 0 < got["dots"] <= 2 * report.MAX_POINTS  # score by alpha, seed
+    print(f"opened in Chromium in {got['loaded_ms']:.0f} ms")

@@ -18,8 +18,9 @@ and every link is relative to the page, so a runs folder can be moved or zipped 
 The steps, one module each, can be used alone:
 
 - ``data``: ``report_data(frame)`` turns an index DataFrame into plain dataclasses (header,
-  chart series, table rows);
+  chart series from ``series``, table rows); ``fmt``: status order and colours, values as text;
 - ``svg``: the charts; ``html``: ``render_html(data)``, the page, from a jinja2 template;
+- ``table``: past ``TABLE_ROWS_MAX`` runs, the run table as columnar JSON for the page's script;
 - ``notebooks``: ``refresh_notebooks``, executed notebooks to HTML with nbconvert;
 - here: ``load_details`` (what ``status.json`` adds) and ``write_report``, which reads the files,
   runs the steps and writes the page.
@@ -38,20 +39,12 @@ from ..errors import InputError
 from ..rundir import atomic_write_text, read_status
 from ..spec import NOT_RUN, OK
 from .data import (
-    MAX_CATEGORIES,
-    MAX_STATUS_BARS,
     FlowInfo,
-    FlowTiming,
     Header,
-    Histogram,
     Link,
-    Point,
     ReportData,
-    ResultSeries,
     Row,
     RunDetail,
-    StatusBar,
-    StatusByParam,
     Value,
     relative_href,
     report_data,
@@ -59,13 +52,27 @@ from .data import (
 from .fmt import STATUS_COLORS, STATUS_ORDER
 from .html import render_html
 from .notebooks import html_is_fresh, refresh_notebooks
+from .series import (
+    MAX_CATEGORIES,
+    MAX_POINTS,
+    MAX_STATUS_BARS,
+    FlowTiming,
+    Histogram,
+    Point,
+    ResultSeries,
+    StatusBar,
+    StatusByParam,
+)
+from .table import TABLE_ROWS_MAX, RunTable, run_table
 
 __all__ = [
     "MAX_CATEGORIES",
+    "MAX_POINTS",
     "MAX_STATUS_BARS",
     "REPORT_FILE",
     "STATUS_COLORS",
     "STATUS_ORDER",
+    "TABLE_ROWS_MAX",
     "FlowInfo",
     "FlowTiming",
     "Header",
@@ -76,6 +83,7 @@ __all__ = [
     "ResultSeries",
     "Row",
     "RunDetail",
+    "RunTable",
     "StatusBar",
     "StatusByParam",
     "Value",
@@ -83,6 +91,7 @@ __all__ = [
     "refresh_notebooks",
     "render_html",
     "report_data",
+    "run_table",
     "write_report",
 ]
 
@@ -192,9 +201,11 @@ def write_report(
         )
         for run_dir, detail in details.items()
     }
-    data = report_data(frame, details=details, base=output.parent, title=sweep)
+    large = len(frame) > TABLE_ROWS_MAX
+    data = report_data(frame, details=details, base=output.parent, title=sweep, rows=not large)
     data = replace(data, index_href=relative_href(root / "index.csv", output.parent))
+    table = run_table(frame, data, details, output.parent) if large else None
     output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(output, render_html(data))
+    atomic_write_text(output, render_html(data, table))
     log.info("report of %d runs -> %s (%.2f s)", len(frame), output, time.perf_counter() - t0)
     return output

@@ -1,6 +1,7 @@
-"""What the data, the charts and the page share: status order and colours, numbers as text.
+"""What the data, the charts and the page share: status order and colours, values as text.
 
-Pure functions of plain values; no pandas, no HTML beyond ``esc``.
+Pure functions of plain values (index cells: None, NaN, NA, numpy scalars); no pandas, no HTML
+beyond ``esc``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ __all__ = [
     "OTHER_COLOR",
     "STATUS_COLORS",
     "STATUS_ORDER",
+    "as_text",
     "clip",
     "color_var",
     "esc",
     "fmt_num",
     "fmt_seconds",
+    "is_missing",
+    "is_number",
+    "native",
     "nice_domain",
     "nice_step",
     "ordered_counts",
@@ -138,3 +143,55 @@ def clip(text: str, width_px: float, char_px: float = 6.4) -> str:
     """Text cut with an ellipsis to about ``width_px`` pixels."""
     n = max(3, int(width_px / char_px))
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# -- index cells as values ---------------------------------------------------------------------
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def native(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds; anything else as it is."""
+    if type(value) in _PLAIN:
+        return value
+    item = getattr(value, "item", None)
+    return item() if callable(item) and not isinstance(value, str | bytes) else value
+
+
+def is_missing(value: Any) -> bool:
+    """None, NaN, NA or NaT: an empty cell of the index."""
+    kind = type(value)
+    if kind is float:
+        return value != value  # NaN
+    if kind is str or kind is int or kind is bool:
+        return False
+    value = native(value)
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return type(value).__name__ in ("NAType", "NaTType")
+
+
+def is_number(value: Any) -> bool:
+    """A number that is not NaN (nor a bool)."""
+    kind = type(value)
+    if kind is float:
+        return value == value
+    if kind is int:
+        return True
+    if kind is str or kind is bool or value is None:
+        return False
+    value = native(value)
+    return isinstance(value, int | float) and not isinstance(value, bool) and not is_missing(value)
+
+
+def as_text(value: Any) -> str:
+    """A cell as text: ``""`` when missing, a float as its ``repr``."""
+    if type(value) is str:
+        return value
+    value = native(value)
+    if is_missing(value):
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)

@@ -2,7 +2,7 @@
 
 Autoescape is on, so every value from a run (parameters, results, errors, tracebacks) is escaped
 by the template; only the charts, drawn and escaped in ``svg``, are inserted as markup. The CSS
-and the script are package files beside the template, included inline: the page loads nothing
+and the scripts are package files beside the template, included inline: the page loads nothing
 (its Content-Security-Policy forbids it), so a runs folder can be moved or zipped with its report.
 """
 
@@ -13,9 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from ..spec import OK, RUNNING
-from .data import ReportData, ResultSeries
+from .data import ReportData
 from .fmt import OTHER_COLOR, STATUS_COLORS, color_var, fmt_seconds, status_rank
+from .series import MAX_POINTS, ResultSeries
 from .svg import svg_durations, svg_flow_timings, svg_result, svg_status
+from .table import RunTable
 
 __all__ = ["TEMPLATE", "render_html"]
 
@@ -83,14 +85,21 @@ def _columns(data: ReportData) -> list[tuple[str, str | None]]:
     return heads
 
 
-def render_html(data: ReportData) -> str:
-    """The report page: one HTML document with its styles, charts and script inline."""
+def render_html(data: ReportData, table: RunTable | None = None) -> str:
+    """The report page: one HTML document with its styles, charts and script inline.
+
+    With a ``table`` (a large report) the runs are data that the page's script pages, sorts
+    and filters; without, ``data.rows`` are HTML rows.
+    """
     from .. import __version__
 
     columns = _columns(data)
     return str(
         _template().render(
             data=data,
+            table=table,
+            sampled=any(s.n_runs for s in data.results),
+            max_points=MAX_POINTS,
             charts=_charts(data),
             columns=columns,
             multi=len(data.header.sweeps) > 1,

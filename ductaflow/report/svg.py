@@ -10,7 +10,6 @@ import math
 import statistics
 
 from ..spec import OK
-from .data import FlowTiming, Histogram, Point, ResultSeries, StatusByParam
 from .fmt import (
     DASH,
     clip,
@@ -23,6 +22,7 @@ from .fmt import (
     status_rank,
     tick_label,
 )
+from .series import FlowTiming, Histogram, Point, ResultSeries, StatusByParam
 
 __all__ = ["svg_durations", "svg_flow_timings", "svg_result", "svg_status"]
 
@@ -186,6 +186,8 @@ def svg_result(series: ResultSeries) -> str:
         return top + ph - (v - y0) / (y1 - y0) * ph
 
     label = f"{series.result} against {series.param}"
+    if series.n_runs:
+        label += f" ({len(series.points):,} of {series.n_runs:,} runs shown)"
     out = [_svg_open(width, height, "result", label)]
     for t in y_ticks:
         out.append(
@@ -213,8 +215,10 @@ def svg_result(series: ResultSeries) -> str:
             for k, p in enumerate(group):
                 offset = ((k * 0.6180339887) % 1 - 0.5) * spread if len(group) > 1 else 0.0
                 marks.append((cx + offset, Y(p.y), p))
-            if len(group) >= 3:
+            med = series.medians[i] if series.medians else None
+            if med is None and not series.medians and len(group) >= 3:
                 med = statistics.median(p.y for p in group)
+            if med is not None:
                 out.append(
                     f'<line class="median" x1="{cx - spread / 2 - 4:.1f}" '
                     f'x2="{cx + spread / 2 + 4:.1f}" y1="{Y(med):.1f}" y2="{Y(med):.1f}">'
