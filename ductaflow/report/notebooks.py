@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -48,10 +49,10 @@ def _render(notebook: Path, target: Path) -> None:
     atomic_write_text(target, body)
 
 
-def html_is_fresh(notebook: Path, target: Path) -> bool:
+def html_is_fresh(notebook: str | Path, target: str | Path) -> bool:
     """Whether ``target`` (the notebook's HTML) exists and is not older than the notebook."""
     try:
-        return target.stat().st_mtime_ns >= notebook.stat().st_mtime_ns
+        return os.stat(target).st_mtime_ns >= os.stat(notebook).st_mtime_ns
     except FileNotFoundError:
         return False
 
