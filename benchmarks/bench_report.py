@@ -3,6 +3,7 @@
     python benchmarks/bench_report.py                 # 1,000 runs x 3 flows, 5 rounds
     python benchmarks/bench_report.py --runs 10000 --rounds 3
     python benchmarks/bench_report.py --scale 1000,10000,100000   # the page alone, in memory
+    python benchmarks/bench_report.py --itables 100000   # our table data against itables
 
 Measured apart:
 
@@ -210,13 +211,63 @@ def scale(sizes: list[int], rounds: int) -> None:
             )
 
 
+def against_itables(n: int) -> None:
+    """The run table at ``n`` runs: our columnar JSON against itables (DataTables, offline).
+
+    itables gets the same columns, with the run, notebook and CONFIG.json links as HTML (the
+    report's contract: every run reachable), and ``maxBytes=0`` (all rows, no downsampling).
+    Its offline bundle (dt_bundle.js + .css, ~0.7 MB) is not counted.
+    """
+    import warnings
+
+    import itables  # not a dependency: pip install itables to run this
+
+    with tempfile.TemporaryDirectory(prefix="df-bench-report-") as tmp:
+        root = synthesize(Path(tmp) / "runs", 100)
+        frame = load_index(root)
+        big, details = scaled(frame, load_details(frame["run_dir"]), n)
+        data = report_data(big, details=details, base=root, rows=False)
+        t0 = time.perf_counter()
+        ours = run_table(big, data, details, root).to_json()
+        t_ours = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        runs = big["run"].tolist()
+        table = pd.DataFrame(
+            {
+                "status": big["status"],
+                "run": [f'<a href="bench/{r}/">{r}</a>' for r in runs],
+                **{c: big[f"param.{c}"] for c in data.param_columns},
+                **{c: big[f"result.{c}"] for c in data.result_columns},
+                "time": big["duration_s"],
+                "notebooks": [
+                    "".join(f'<a href="bench/{r}/{f}_executed.html">{f}</a>' for f in FLOWS)
+                    for r in runs
+                ],
+                "config": [f'<a href="bench/{r}/CONFIG.json">CONFIG.json</a>' for r in runs],
+                "error": big["error"].fillna(""),
+            }
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = itables.to_html_datatable(table, connected=False, maxBytes=0, allow_html=True)
+        t_theirs = time.perf_counter() - t0
+    print(f"| run table at {n:,} runs | bytes | seconds |\n|---|---:|---:|")
+    print(f"| ductaflow (columnar JSON) | {len(ours.encode()) / 1e6:.1f} MB | {t_ours:.2f} s |")
+    mb = len(theirs.encode()) / 1e6
+    print(f"| itables {itables.__version__} (offline) | {mb:.1f} MB | {t_theirs:.2f} s |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=1_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sample", type=int, default=30, help="notebooks to render with nbconvert")
     parser.add_argument("--scale", metavar="N,N,...", help="the page alone at these sizes")
+    parser.add_argument("--itables", type=int, metavar="N", help="our table against itables")
     args = parser.parse_args()
+    if args.itables:
+        against_itables(args.itables)
+        return
     if args.scale:
         scale([int(n) for n in args.scale.split(",")], args.rounds)
         return
