@@ -663,6 +663,8 @@ frame.addEventListener("load", function () {
                first: rows(), where: where()};
     d.getElementById("next").click();
     got.second = rows(); got.where2 = where();
+    th("run").click();  // sorting before any filter was touched keeps every run
+    got.byRun = rows(); got.byRunWhere = where();
     var status = d.getElementById("status-filter");
     status.value = "!ok"; status.dispatchEvent(new Event("change"));
     got.failedWhere = where();
@@ -724,7 +726,10 @@ def test_a_10000_run_report_pages_sorts_and_filters_in_a_browser(tmp_path: Path)
     assert notebook == error_href and (out.parent / unquote(notebook)).is_file()
     assert notebook.endswith("fit_executed.ipynb") and config.endswith("/CONFIG.json")
     assert (out.parent / unquote(config)).is_file()
-    # sorting by a result, both ways
+    # sorting by a result, both ways; by run, every run still shown
+    assert got["byRunWhere"] == got["where"]
+    by_run = [r["run"] for r in got["byRun"]]
+    assert by_run == sorted(by_run) and by_run[0] == "alpha=0_seed=00000"
     scores = [float(r["score"]) for r in got["byScore"]]
     assert scores == sorted(scores) and scores[0] == 0.0
     down = [float(r["score"]) for r in got["byScoreDown"]]

@@ -83,7 +83,10 @@
 
   function el(tag, attrs, text) {
     var e = document.createElement(tag);
-    for (var k in attrs || {}) if (attrs[k] !== "" && attrs[k] !== null) e.setAttribute(k, attrs[k]);
+    for (var k in attrs || {}) {  // empty attributes left out, but an empty option value kept
+      var v = attrs[k];
+      if (v !== null && v !== undefined && (v !== "" || k === "value")) e.setAttribute(k, v);
+    }
     if (text !== undefined) e.textContent = text;
     return e;
   }
