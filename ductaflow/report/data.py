@@ -219,8 +219,8 @@ def _header(
     params = [c for c in frame.columns if c.startswith("param.") and c not in varied]
     results = [c for c in frame.columns if c.startswith("result.")]
     durations = [float(d) for d in column_values(frame, "duration_s") if is_number(d)]
-    started = [t for t in column_values(frame, "started") if not is_missing(t)]
-    finished = [t for t in column_values(frame, "finished") if not is_missing(t)]
+    started = frame["started"].dropna() if "started" in frame.columns else ()
+    finished = frame["finished"].dropna() if "finished" in frame.columns else ()
     return Header(
         title=title or (sweeps[0] if len(sweeps) == 1 else f"{len(sweeps)} sweeps"),
         sweeps=sweeps,
@@ -228,8 +228,8 @@ def _header(
         counts=ordered_counts(Counter(statuses)),
         total_s=sum(durations),
         median_s=statistics.median(durations) if durations else None,
-        started=min(started).to_pydatetime() if started else None,
-        finished=max(finished).to_pydatetime() if finished else None,
+        started=started.min().to_pydatetime() if len(started) else None,
+        finished=finished.max().to_pydatetime() if len(finished) else None,
         generated=generated or datetime.now(timezone.utc),
         constants=tuple(
             (c.removeprefix("param."), as_text(frame[c].dropna().iloc[0]))

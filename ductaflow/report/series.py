@@ -223,13 +223,18 @@ def flow_timings(frame: Any) -> tuple[FlowTiming, ...]:
     return tuple(timings)
 
 
-def _param_axis(column: Any) -> tuple[tuple[str, ...], list[float | None], bool]:
-    """How a parameter is charted: category labels (or none: an axis), x per run, log scale."""
+def _param_axis(column: Any) -> tuple[tuple[str, ...], list[float | None], bool] | None:
+    """How a parameter is charted: category labels (or none: an axis), x per run, log scale.
+
+    None when it is no axis: not numeric, and more than ``MAX_CHART_CATEGORIES`` values.
+    """
     values = column.tolist()
     distinct = {v for v in values if not is_missing(v)}
     if numeric_column(column) and len(distinct) > MAX_CATEGORIES:
         xs: list[float | None] = [None if is_missing(v) else float(v) for v in values]
         return (), xs, _wide(distinct)
+    if len(distinct) > MAX_CHART_CATEGORIES:
+        return None  # a label per run: no axis
     labels, keys = categories(values)
     return tuple(labels), [float(k) for k in keys], False
 
@@ -246,12 +251,13 @@ def result_series(
         and frame[c].nunique(dropna=True) > 1
     ]
     axes = {c: _param_axis(frame[c]) for c in varied} if charted else {}
+    axes = {c: axis for c, axis in axes.items() if axis is not None}
     series = []
     for rc in charted:
         ys = frame[rc].tolist()
         finite = [i for i, y in enumerate(ys) if is_number(y) and math.isfinite(y)]
-        for pc, (categories, xs, log_x) in axes.items():
-            if len(categories) > MAX_CHART_CATEGORIES:
+        for pc, (axis_labels, xs, log_x) in axes.items():
+            if len(axis_labels) > MAX_CHART_CATEGORIES:
                 continue  # a label per run is no axis
             shown = [i for i in finite if xs[i] is not None]
             kept = _sample(shown, statuses)
@@ -261,17 +267,17 @@ def result_series(
                 for i in kept
             )
             medians: tuple[float | None, ...] = ()
-            if len(kept) < len(shown) and categories:
+            if len(kept) < len(shown) and axis_labels:
                 groups: dict[float, list[float]] = {}
                 for i in shown:
                     groups.setdefault(xs[i], []).append(ys[i])  # type: ignore[index]
                 medians = tuple(
                     statistics.median(g) if len(g := groups.get(float(k), [])) >= 3 else None
-                    for k in range(len(categories))
+                    for k in range(len(axis_labels))
                 )
             name, param = rc.removeprefix("result."), pc.removeprefix("param.")
             n_runs = len(shown) if len(kept) < len(shown) else 0
-            series.append(ResultSeries(name, param, categories, points, log_x, n_runs, medians))
+            series.append(ResultSeries(name, param, axis_labels, points, log_x, n_runs, medians))
     return tuple(series)
 
 
