@@ -2,6 +2,8 @@
 
     python benchmarks/bench_report.py                 # 1,000 runs x 3 flows, 5 rounds
     python benchmarks/bench_report.py --runs 10000 --rounds 3
+    python benchmarks/bench_report.py --scale 1000,10000,100000   # the page alone, in memory
+    python benchmarks/bench_report.py --itables 100000   # our table data against itables
 
 Measured apart:
 
@@ -10,11 +12,16 @@ Measured apart:
 - the page without looking at notebook HTML at all (``render_notebooks=False``);
 - rendering notebooks with nbconvert, per notebook, on a sample (the first report of a sweep
   renders every notebook once; later reports only the new or changed ones).
+
+``--scale`` measures the page alone (``report_data`` + ``render_html``: seconds, bytes, SVG
+elements) at each size, from an index of 100 synthesized runs repeated in memory with distinct
+names, labels and parameters, so that 100,000 runs need no 100,000 directories.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import tempfile
@@ -24,13 +31,16 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import pandas as pd
 
 from ductaflow.index import IndexFile, load_index
 from ductaflow.report import (
+    TABLE_ROWS_MAX,
     load_details,
     refresh_notebooks,
     render_html,
     report_data,
+    run_table,
     write_report,
 )
 from ductaflow.rundir import write_json, write_status
@@ -145,12 +155,122 @@ def median_time(fn: Callable[[], Any], rounds: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
+def scaled(frame: Any, details: dict[str, Any], n: int) -> tuple[Any, dict[str, Any]]:
+    """The index of ``frame``'s runs repeated to ``n`` rows, each run with its own name and dir."""
+    reps = -(-n // len(frame))
+    big = pd.concat([frame] * reps, ignore_index=True).iloc[:n].copy()
+    i = pd.Series(range(n))
+    big["run"] = big["run"].str.slice(0, -8) + i.map("{:08x}".format)
+    parent = str(Path(frame["run_dir"].iloc[0]).parent)
+    big["run_dir"] = parent + "/" + big["run"]
+    big["param.label"] = "run " + i.astype(str)
+    big["param.alpha"] = (0.001 * (i // 100 % 100 + 1)).round(3)
+    big["param.seed"] = i % 10
+    same = dict(zip(frame["run"], frame["run_dir"], strict=True))
+    template = [details.get(same[r]) for r in frame["run"]]
+    new_details = {
+        d: template[k % len(frame)]
+        for k, d in enumerate(big["run_dir"])
+        if template[k % len(frame)] is not None
+    }
+    return big, new_details
+
+
+def scale(sizes: list[int], rounds: int) -> None:
+    """The page alone at each size: seconds for its data and its HTML, bytes, SVG elements."""
+    print(
+        "| runs | report_data | table + render_html | page | SVG elements |\n"
+        "|---:|---:|---:|---:|---:|"
+    )
+    with tempfile.TemporaryDirectory(prefix="df-bench-report-") as tmp:
+        root = synthesize(Path(tmp) / "runs", 100)
+        fake_html(root)
+        frame = load_index(root)
+        details = load_details(frame["run_dir"])
+        for n in sizes:
+            big, big_details = scaled(frame, details, n)
+            rows = n <= TABLE_ROWS_MAX  # as write_report does
+            t_data, data = median_time(
+                lambda big=big, d=big_details, r=rows: report_data(
+                    big, details=d, base=root, rows=r
+                ),
+                rounds,
+            )
+
+            def page_of(
+                data: Any = data, big: Any = big, d: Any = big_details, r: bool = rows
+            ) -> str:
+                table = None if r else run_table(big, data, d, root)
+                return render_html(data, table)
+
+            t_html, page = median_time(page_of, rounds)
+            marks = len(re.findall(r"<(?:circle|rect|line|text)\b", page))
+            print(
+                f"| {n:,} | {t_data:.2f} s | {t_html:.2f} s | {len(page.encode()) / 1e6:.1f} MB "
+                f"| {marks:,} |"
+            )
+
+
+def against_itables(n: int) -> None:
+    """The run table at ``n`` runs: our columnar JSON against itables (DataTables, offline).
+
+    itables gets the same columns, with the run, notebook and CONFIG.json links as HTML (the
+    report's contract: every run reachable), and ``maxBytes=0`` (all rows, no downsampling).
+    Its offline bundle (dt_bundle.js + .css, ~0.7 MB) is not counted.
+    """
+    import warnings
+
+    import itables  # not a dependency: pip install itables to run this
+
+    with tempfile.TemporaryDirectory(prefix="df-bench-report-") as tmp:
+        root = synthesize(Path(tmp) / "runs", 100)
+        frame = load_index(root)
+        big, details = scaled(frame, load_details(frame["run_dir"]), n)
+        data = report_data(big, details=details, base=root, rows=False)
+        t0 = time.perf_counter()
+        ours = run_table(big, data, details, root).to_json()
+        t_ours = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        runs = big["run"].tolist()
+        table = pd.DataFrame(
+            {
+                "status": big["status"],
+                "run": [f'<a href="bench/{r}/">{r}</a>' for r in runs],
+                **{c: big[f"param.{c}"] for c in data.param_columns},
+                **{c: big[f"result.{c}"] for c in data.result_columns},
+                "time": big["duration_s"],
+                "notebooks": [
+                    "".join(f'<a href="bench/{r}/{f}_executed.html">{f}</a>' for f in FLOWS)
+                    for r in runs
+                ],
+                "config": [f'<a href="bench/{r}/CONFIG.json">CONFIG.json</a>' for r in runs],
+                "error": big["error"].fillna(""),
+            }
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = itables.to_html_datatable(table, connected=False, maxBytes=0, allow_html=True)
+        t_theirs = time.perf_counter() - t0
+    print(f"| run table at {n:,} runs | bytes | seconds |\n|---|---:|---:|")
+    print(f"| ductaflow (columnar JSON) | {len(ours.encode()) / 1e6:.1f} MB | {t_ours:.2f} s |")
+    mb = len(theirs.encode()) / 1e6
+    print(f"| itables {itables.__version__} (offline) | {mb:.1f} MB | {t_theirs:.2f} s |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=1_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sample", type=int, default=30, help="notebooks to render with nbconvert")
+    parser.add_argument("--scale", metavar="N,N,...", help="the page alone at these sizes")
+    parser.add_argument("--itables", type=int, metavar="N", help="our table against itables")
     args = parser.parse_args()
+    if args.itables:
+        against_itables(args.itables)
+        return
+    if args.scale:
+        scale([int(n) for n in args.scale.split(",")], args.rounds)
+        return
     print(
         f"python {sys.version.split()[0]}; {args.runs:,} runs x {len(FLOWS)} flows; "
         f"medians of {args.rounds} rounds\n"

@@ -120,9 +120,19 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("runs_root", nargs="?", type=Path, default=Path("runs"))
     index = sub.add_parser("index", help="rebuild runs/index.csv from the run directories")
     index.add_argument("runs_root", nargs="?", type=Path, default=Path("runs"))
-    from .report import add_report_parser
-
-    add_report_parser(sub)
+    report = sub.add_parser(
+        "report", help="write an HTML report of the runs: charts, run table, notebook links"
+    )
+    report.add_argument("runs_root", nargs="?", type=Path, default=Path("runs"))
+    report.add_argument("--sweep", metavar="NAME", help="report this sweep only")
+    report.add_argument(
+        "-o", "--output", type=Path, metavar="FILE",
+        help="default: <runs root>/report.html, or <runs root>/<sweep>/report.html",
+    )  # fmt: skip
+    report.add_argument(
+        "--no-notebooks", action="store_true",
+        help="do not render notebooks to HTML (link what HTML there is, else the .ipynb)",
+    )  # fmt: skip
     return parser
 
 
@@ -249,6 +259,17 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    path = write_report(
+        args.runs_root, sweep=args.sweep, output=args.output,
+        render_notebooks=not args.no_notebooks,
+    )  # fmt: skip
+    print(f"report -> {path}")
+    return EXIT_OK
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
@@ -260,14 +281,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="ductaflow: %(message)s",
     )
-    from .report import cmd_report
-
     commands = {
         "run": _cmd_run,
         "sweep": _cmd_sweep,
         "status": _cmd_status,
         "index": _cmd_index,
-        "report": cmd_report,
+        "report": _cmd_report,
     }
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed conductor records its runs

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -11,6 +10,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -19,6 +19,8 @@ import nbformat
 import pytest
 
 import ductaflow.report as report
+from ductaflow.cli import main
+from ductaflow.engine import execute_run
 from ductaflow.errors import InputError
 from ductaflow.executor import SweepOptions, execute_sweep
 from ductaflow.index import IndexFile, load_index
@@ -31,7 +33,7 @@ from ductaflow.report import (
     write_report,
 )
 from ductaflow.rundir import write_json, write_status
-from ductaflow.spec import FlowResult, RunResult
+from ductaflow.spec import FlowRef, FlowResult, RunOptions, RunResult, RunSpec
 from ductaflow.sweep import Sweep
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -146,12 +148,11 @@ def test_public_api() -> None:
         "report_data",
         "render_html",
         "write_report",
-        "add_report_parser",
-        "cmd_report",
         "ReportData",
         "refresh_notebooks",
     }
     assert all(hasattr(report, name) for name in report.__all__)
+    assert not hasattr(report, "render_notebook")  # dead: refresh_notebooks renders
 
 
 def test_header_counts_and_times(runs: Path) -> None:
@@ -319,6 +320,92 @@ def test_notebooks_render_only_when_missing_or_stale(tmp_path: Path) -> None:
     assert refresh_notebooks([nb_path]) == {nb_path: None}  # logged, never raised
 
 
+RICH_FLOW = """\
+# %% tags=["parameters"]
+alpha = 1
+
+# %% [markdown]
+# A formula, $e^{i \\pi} + 1 = 0$, and a diagram:
+#
+# ```mermaid
+# graph LR; a --> b
+# ```
+
+# %%
+import pandas as pd
+from IPython.display import HTML, Markdown, display
+display(Markdown("$$x^2$$"), HTML("<b>bold</b>"))
+pd.DataFrame({"alpha": [alpha], "twice": [2 * alpha]})
+
+# %%
+raise ValueError("the end")
+"""
+
+
+class _Loads(HTMLParser):
+    """What a page would fetch: URLs of script/link/img/iframe/source tags, CSS and script text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.texts: list[str] = []
+        self._in: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        wanted = {"script": "src", "link": "href", "img": "src", "iframe": "src", "source": "src"}
+        for name, value in attrs:
+            if name == wanted.get(tag) and value:
+                self.urls.append(value)
+            if name == "style" and value:
+                self.texts.append(value)
+        self._in = tag if tag in ("script", "style") else None
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in:
+            self.texts.append(data)
+
+
+def network_loads(page: str) -> list[str]:
+    """Every URL the page would load from http(s) (or a protocol-relative //host)."""
+    parser = _Loads()
+    parser.feed(page)
+    remote = re.compile(r"^\s*(?:https?:)?//", re.I)
+    found = [u for u in parser.urls if remote.match(u)]
+    for text in parser.texts:
+        text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)  # CSS comments name sites, load none
+        found += re.findall(r"@import[^;]*", text)
+        found += re.findall(r"url\(\s*[\"']?(?:https?:)?//[^)]*\)", text, flags=re.I)
+        found += re.findall(r"[\"'](?:https?:)?//[^\"']+[\"']", text, flags=re.I)
+    return found
+
+
+def test_executed_notebooks_render_offline(tmp_path: Path) -> None:
+    flow = tmp_path / "rich.py"
+    flow.write_text(RICH_FLOW)
+    run_dir = tmp_path / "runs" / "s" / "r1"
+    result = execute_run(
+        RunSpec(run_dir, {"alpha": 3}, (FlowRef.from_path(flow),)), RunOptions(warm=False)
+    )
+    assert result.status == "failed"  # a real executed notebook, error marker included
+    notebook = run_dir / "rich_executed.ipynb"
+    html_path = notebook.with_suffix(".html")
+    assert refresh_notebooks([notebook]) == {notebook: html_path}
+    page = html_path.read_text(encoding="utf-8")
+    assert "<b>bold</b>" in page and "twice" in page and "the end" in page
+    assert f'id="{ERROR_ANCHOR}"' in page
+    assert "x^2" in page  # formulas stay, as their LaTeX source
+    assert network_loads(page) == []
+    # the check itself sees what nbconvert's default template loads
+    from nbconvert import HTMLExporter
+
+    default, _ = HTMLExporter(template_name="lab").from_filename(str(notebook))
+    loads = network_loads(default)
+    assert any("require" in u for u in loads) and any("mathjax" in u.lower() for u in loads)
+
+
 def test_write_report_for_a_sweep_links_relative_to_the_page(runs: Path, tmp_path: Path) -> None:
     out = write_report(runs, sweep="s", render_notebooks=False)
     assert out == runs / "s" / "report.html"
@@ -345,17 +432,18 @@ def test_write_report_rejects_unknown_sweeps_and_empty_roots(runs: Path, tmp_pat
         write_report(tmp_path / "missing")
 
 
-def test_cli_parser_and_command(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser(prog="ductaflow")
-    report.add_report_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
-        ["report", str(runs), "--sweep", "s", "-o", str(runs / "x.html"), "--no-notebooks"]
-    )
-    assert report.cmd_report(args) == 0
-    assert (runs / "x.html").is_file()
-    assert str(runs / "x.html") in capsys.readouterr().out
-    defaults = parser.parse_args(["report"])
-    assert defaults.runs_root == Path("runs") and defaults.sweep is None
+def test_cli_report_command(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = runs / "x.html"
+    argv = ["report", str(runs), "--sweep", "s", "-o", str(out), "--no-notebooks"]
+    assert main(argv) == 0
+    assert out.is_file() and not list(runs.glob("s/*/*_executed.html"))
+    assert capsys.readouterr().out == f"report -> {out}\n"
+    assert main(["report", str(runs), "--sweep", "nope"]) == 2  # bad input: one line, exit 2
+    assert "no runs of sweep 'nope'" in capsys.readouterr().err
+    assert main(["report", str(runs / "missing")]) == 2
+    assert main(["report", str(runs)]) == 0  # default output, notebooks rendered
+    assert (runs / "report.html").is_file()
+    assert (runs / "s" / "a1" / "fit_executed.html").is_file()
 
 
 # -- end to end: real kernels, a real browser ------------------------------------------------
@@ -516,3 +604,139 @@ def test_report_of_a_real_sweep_in_a_real_browser(tmp_path: Path) -> None:
     )
     assert png_size(shot) == (1400, 1800)
     assert shot.stat().st_size > 20_000  # a blank page is a few kB
+
+
+# -- a large report: the table is data, paged, sorted and filtered in the page ------------------
+def many_runs(root: Path, n: int) -> Path:
+    """``n`` runs of one flow, files only (an empty notebook each): every 17th failed."""
+    started, finished = "2025-03-01T10:00:00.000+00:00", "2025-03-01T10:00:02.000+00:00"
+    for i in range(n):
+        failed = i % 17 == 3
+        status = "failed" if failed else "ok"
+        run_dir = root / "big" / f"alpha={i % 50}_seed={i:05d}"
+        run_dir.mkdir(parents=True)
+        write_json(run_dir / "CONFIG.json", {"alpha": i % 50, "seed": i})
+        write_json(run_dir / "results.json", {"score": (i * 7919 % 1000) / 10})
+        (run_dir / "fit_executed.ipynb").touch()
+        error = f"ValueError: run {i} <b>bad</b>" if failed else None
+        flow = FlowResult(
+            "fit", "/f/fit.py", "0", status, "fit_executed.ipynb", started, finished,
+            1.0 + i % 7, error, f"Traceback\n{error}" if failed else None, 2 if failed else None,
+        )  # fmt: skip
+        tb = f"Traceback\n{error}" if failed else None
+        result = RunResult(
+            run_dir, status, started, finished, 1.0 + i % 7, f"h{i}", (flow,), error, tb,
+            sweep="big", name=run_dir.name,
+        )  # fmt: skip
+        write_status(result)
+    IndexFile(root).rebuild()
+    return root
+
+
+LARGE_PROBE = """<!DOCTYPE html><html><body>
+<iframe id="f" style="width:1400px;height:1600px"></iframe>
+<pre id="out">not loaded</pre>
+<script>
+var frame = document.getElementById("f"), t0 = performance.now();
+frame.addEventListener("load", function () {
+  var out = document.getElementById("out"), loaded = performance.now() - t0;
+  try {
+    var d = frame.contentDocument;
+    function rows() {
+      return Array.prototype.map.call(d.querySelectorAll("#runs-table tbody tr"), function (r) {
+        var links = Array.prototype.map.call(r.querySelectorAll("a"), function (a) {
+          return a.getAttribute("href");
+        });
+        return {status: r.cells[0].textContent, run: r.cells[1].textContent,
+                alpha: r.cells[2].textContent, score: r.cells[4].textContent,
+                error: r.cells[r.cells.length - 1].textContent, links: links};
+      });
+    }
+    function where() { return d.getElementById("where").textContent; }
+    function th(name) {
+      return Array.prototype.find.call(d.querySelectorAll("#runs-table th"), function (h) {
+        return h.textContent.replace(/^(param|result)/, "") === name;
+      });
+    }
+    var got = {loaded_ms: loaded, svgs: d.querySelectorAll("svg.chart").length,
+               dots: d.querySelectorAll("svg.chart circle").length,
+               first: rows(), where: where()};
+    d.getElementById("next").click();
+    got.second = rows(); got.where2 = where();
+    th("run").click();  // sorting before any filter was touched keeps every run
+    got.byRun = rows(); got.byRunWhere = where();
+    var status = d.getElementById("status-filter");
+    status.value = "!ok"; status.dispatchEvent(new Event("change"));
+    got.failedWhere = where();
+    status.value = ""; status.dispatchEvent(new Event("change"));
+    th("score").click();
+    got.byScore = rows();
+    th("score").click();
+    got.byScoreDown = rows();
+    var text = d.getElementById("text-filter");
+    text.value = "alpha=7"; text.dispatchEvent(new Event("input"));
+    got.alpha7 = rows(); got.alpha7Where = where();
+    out.textContent = JSON.stringify(got);
+  } catch (e) { out.textContent = "error: " + e + " " + e.stack; }
+});
+frame.src = "report.html";
+</script></body></html>
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
+def test_a_10000_run_report_pages_sorts_and_filters_in_a_browser(tmp_path: Path) -> None:
+    n = 10_000
+    root = many_runs(tmp_path / "runs", n)
+    t0 = time.perf_counter()
+    out = write_report(root, sweep="big", render_notebooks=False)
+    seconds = time.perf_counter() - t0
+    size = out.stat().st_size
+    print(f"report of {n:,} runs: {size / 1e6:.1f} MB in {seconds:.2f} s")
+    assert size < 5e6
+    page = out.read_text(encoding="utf-8")
+    assert "<b>bad</b>" not in page and "<tbody>" not in page  # data, escaped, no HTML rows
+    assert page.count("<circle") <= report.MAX_POINTS * 2
+    assert network_loads(page) == []
+
+    (out.parent / "probe.html").write_text(LARGE_PROBE, encoding="utf-8")
+    dom = chromium(
+        "--allow-file-access-from-files", "--virtual-time-budget=20000", "--dump-dom",
+        (out.parent / "probe.html").as_uri(), profile=tmp_path / "profile",
+    )  # fmt: skip
+    found = re.search(r'<pre id="out">(.*?)</pre>', dom, re.S)
+    assert found, dom[-2000:]
+    text = found.group(1)
+    assert not text.startswith(("error", "not loaded")), text[:2000]
+    got = json.loads(text.replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
+                     .replace("&amp;", "&"))  # fmt: skip
+    n_failed = sum(1 for i in range(n) if i % 17 == 3)
+    first, second = got["first"], got["second"]
+    assert len(first) == len(second) == 100
+    assert got["where"] == f"1–100 of {n:,} runs, page 1 of 100"
+    assert got["where2"].startswith("101–200 of")
+    # failures first: all 589 of them on the first pages, each with its error and links
+    assert all(r["status"] == "failed" for r in first + second)
+    assert got["failedWhere"] == f"1–100 of {n_failed} (of {n:,} runs), page 1 of 6"
+    bad = first[0]
+    assert bad["error"].startswith("ValueError: run ") and "<b>bad</b>" in bad["error"]
+    run_href, notebook, config, error_href = bad["links"]
+    assert (out.parent / unquote(run_href)).is_dir()
+    assert notebook == error_href and (out.parent / unquote(notebook)).is_file()
+    assert notebook.endswith("fit_executed.ipynb") and config.endswith("/CONFIG.json")
+    assert (out.parent / unquote(config)).is_file()
+    # sorting by a result, both ways; by run, every run still shown
+    assert got["byRunWhere"] == got["where"]
+    by_run = [r["run"] for r in got["byRun"]]
+    assert by_run == sorted(by_run) and by_run[0] == "alpha=0_seed=00000"
+    scores = [float(r["score"]) for r in got["byScore"]]
+    assert scores == sorted(scores) and scores[0] == 0.0
+    down = [float(r["score"]) for r in got["byScoreDown"]]
+    assert down == sorted(down, reverse=True) and down[0] == 99.9
+    # filtering by a parameter value
+    assert got["alpha7Where"] == f"1–100 of {n // 50} (of {n:,} runs), page 1 of 2"
+    assert {r["alpha"] for r in got["alpha7"]} == {"7"}
+    # charts drawn from aggregates and a capped sample
+    assert got["svgs"] >= 3 and 0 < got["dots"] <= 2 * report.MAX_POINTS  # score by alpha, seed
+    print(f"opened in Chromium in {got['loaded_ms']:.0f} ms")
