@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
     from .executor import Outcome
 
-__all__ = ["iterate_outcomes", "slurm_cluster", "slurm_job_script"]
+__all__ = ["check_slurm", "iterate_outcomes", "slurm_cluster", "slurm_job_script"]
 
 log = logging.getLogger("ductaflow")
 
@@ -239,6 +239,26 @@ def _clients(setup: _Setup) -> Iterator[Client]:
             yield own
     finally:
         cluster.close()
+
+
+def check_slurm(
+    *,
+    slurm_partition: str | None = None,
+    slurm_time: int | None = None,
+    slurm_mem: str | None = None,
+    slurm_local: bool = False,
+) -> None:
+    """Raise ``InputError`` when sbatch is missing or rejects the sweep's job script.
+
+    The executor calls it before it writes anything (index, run directories, report), so that a
+    rejected job script leaves nothing behind; ``iterate_outcomes`` checks again before queueing.
+    """
+    if slurm_local:
+        return
+    # no log directory: dask-jobqueue would create it, and where the logs go is not checked
+    _check_sbatch(
+        slurm_job_script(partition=slurm_partition, time_minutes=slurm_time, mem=slurm_mem)
+    )
 
 
 def _check_sbatch(script: str) -> None:

@@ -490,6 +490,11 @@ def execute_sweep(
     if client is not None:
         backend_options["client"] = client
     backend, backend_options = _resolve_backend(backend, backend_options, options.warm)
+    if backend == "slurm" and plan.to_run:  # sbatch --test-only, before anything is written
+        from .distributed import check_slurm
+
+        slurm_keys = ("slurm_partition", "slurm_time", "slurm_mem", "slurm_local")
+        check_slurm(**{k: v for k, v in backend_options.items() if k in slurm_keys})
 
     plan = sweep_report.plan = _record_abandoned(plan)
     index = IndexFile(root)
