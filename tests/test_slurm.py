@@ -186,6 +186,58 @@ def test_ctrl_c_cancels_the_jobs_and_records_the_runs_interrupted(tmp_path: Path
     assert not wait_no_kernels(tmp_path, seconds=15), "a kernel outlived Ctrl-C"
 
 
+#: A run that waits while the file ``hold`` exists, saying which Slurm job ran it each time.
+HOLD_JOB = """\
+# %% tags=["parameters"]
+hold = ""
+
+# %%
+import os
+import time
+
+with open("jobs.log", "a") as fh:
+    fh.write(os.environ.get("SLURM_JOB_ID", "") + "\\n")
+while hold and os.path.exists(hold):
+    time.sleep(0.1)
+"""
+
+
+def test_a_worker_job_scancelled_mid_run_is_replaced_and_the_run_redone(tmp_path: Path) -> None:
+    hold = tmp_path / "hold"
+    hold.touch()
+    write_spec(tmp_path, "w", "hold.py", HOLD_JOB, [{"hold": str(hold)}])
+    root = tmp_path / "runs"
+    # Dask replaces a lost worker after this timeout (default 15 s); the test need not wait
+    env = {**os.environ, "DASK_DISTRIBUTED__DEPLOY__LOST_WORKER_TIMEOUT": "1s"}
+    proc = subprocess.Popen(
+        [*SWEEP, "-j", "1"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True, env=env,
+    )  # fmt: skip
+
+    def jobs_seen() -> list[str]:
+        return [line for p in root.glob("w/*/jobs.log") for line in p.read_text().split()]
+
+    try:
+        wait_for(lambda: len(jobs_seen()) == 1, 120, "the run to start")
+        (first,) = jobs_seen()
+        assert jobs_of(tmp_path) == [first]
+        subprocess.run(["scancel", first], check=True, timeout=20)
+        wait_for(lambda: len(jobs_seen()) == 2, 120, "the run to start again")
+        hold.unlink()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, out + err
+    assert "w: ok: 1 ok, 0 failed, 0 timeout, 0 died, 0 interrupted" in out
+    again = jobs_seen()[1]
+    assert again and again != first, "the run was not redone in a new job"
+    ((status_path),) = root.glob("w/*/status.json")
+    assert read_json(status_path)["status"] == "ok"
+    assert [r["status"] for r in index_rows(root)] == ["ok"]
+
+
 @pytest.mark.parametrize(
     ("option", "reason"),
     [
