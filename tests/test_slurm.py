@@ -186,6 +186,37 @@ def test_ctrl_c_cancels_the_jobs_and_records_the_runs_interrupted(tmp_path: Path
     assert not wait_no_kernels(tmp_path, seconds=15), "a kernel outlived Ctrl-C"
 
 
+def test_sigkill_of_the_conductor_lets_the_runs_finish_and_then_the_jobs_end(
+    tmp_path: Path,
+) -> None:
+    hold = tmp_path / "hold"
+    hold.touch()
+    write_spec(tmp_path, "k", "hold.py", HOLD, [{"x": x, "hold": str(hold)} for x in (1, 2)])
+    root = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [*SWEEP, "-j", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+
+    def statuses() -> list[str]:
+        return [read_json(p)["status"] for p in root.glob("k/*/status.json")]
+
+    try:
+        wait_for(lambda: statuses() == ["running"] * 2, 120, "both runs to start")
+        assert len(jobs_of(tmp_path)) == 2
+    finally:
+        proc.kill()  # the conductor, and the Dask scheduler that lives in it
+        proc.communicate()
+    hold.unlink()
+    # the workers lose their scheduler: each lets its run finish, then its job ends
+    wait_for(lambda: statuses() == ["ok"] * 2, 60, "the runs to finish")
+    finished = time.monotonic()
+    wait_for(lambda: not jobs_of(tmp_path), seconds=30, what="the jobs to end")
+    assert time.monotonic() - finished < 20
+    assert not wait_no_kernels(tmp_path, seconds=15)
+    # runs/index.csv has only its header until the next sweep looks (issue 13, item 5)
+
+
 #: A run that waits while the file ``hold`` exists, saying which Slurm job ran it each time.
 HOLD_JOB = """\
 # %% tags=["parameters"]
