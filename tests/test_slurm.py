@@ -8,6 +8,7 @@ only when Slurm is not up (``sinfo`` fails); ``.ci/run`` starts it.
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import signal
 import subprocess
@@ -63,22 +64,30 @@ while hold and os.path.exists(hold):
 """
 
 
+@functools.cache
+def slurm_down() -> str | None:
+    """Why Slurm cannot take jobs here, or None when ``sinfo`` shows a usable node (asked once)."""
+    try:
+        proc = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"Slurm is not up (sinfo: {exc}); start it with {START}"
+    states = proc.stdout.split()
+    if proc.returncode != 0 or not any(s.rstrip("*~#") in USABLE for s in states):
+        why = proc.stderr.strip() or f"node state {states}"
+        return f"Slurm is not up (sinfo: {why}); start it with {START}"
+    return None
+
+
 @pytest.fixture(scope="module", autouse=True)
 def slurm() -> Iterator[None]:
     """Point Slurm's commands at start.sh's cluster (unless SLURM_CONF says); skip if it is down."""
     with pytest.MonkeyPatch.context() as mp:
         if "SLURM_CONF" not in os.environ and (STATE_DIR / "slurm.conf").exists():
             mp.setenv("SLURM_CONF", str(STATE_DIR / "slurm.conf"))
-        try:
-            proc = subprocess.run(
-                ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            pytest.skip(f"Slurm is not up (sinfo: {exc}); start it with {START}")
-        states = proc.stdout.split()
-        if proc.returncode != 0 or not any(s.rstrip("*~#") in USABLE for s in states):
-            why = proc.stderr.strip() or f"node state {states}"
-            pytest.skip(f"Slurm is not up (sinfo: {why}); start it with {START}")
+        if why := slurm_down():
+            pytest.skip(why)
         yield
 
 
