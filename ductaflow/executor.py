@@ -185,6 +185,8 @@ def execute_sweep(sweep: Sweep, options: SweepOptions | None = None) -> SweepRep
     if opts.client is not None:
         backend_options["client"] = opts.client
     backend = get_backend(opts.backend, n_jobs, warm=run_options.warm, options=backend_options)
+    if plan.to_run:
+        backend.check()  # e.g. sbatch --test-only: a refusal leaves nothing behind
 
     index = IndexFile(root)
     try:

@@ -37,5 +37,9 @@ class Backend(abc.ABC):
     def run(self, specs: Sequence[RunSpec], task: Task) -> Iterator[Outcome]:
         """Outcomes of ``task`` over ``specs``, in the order the runs finish."""
 
+    def check(self) -> None:  # noqa: B027  (most backends have nothing to check)
+        """Raise ``InputError`` when runs could not start here; called before the sweep writes
+        anything (index, run directories, report), so a refusal leaves nothing behind."""
+
     def stop(self) -> None:  # noqa: B027  (most backends have nothing to stop)
         """Stop the runs still going after Ctrl-C (they record themselves ``interrupted``)."""

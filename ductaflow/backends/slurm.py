@@ -64,6 +64,15 @@ class SlurmBackend(DaskBackend):
         self.partition, self.time_minutes, self.mem = slurm_partition, slurm_time, slurm_mem
         self.slurm_local = slurm_local
 
+    def check(self) -> None:
+        """``sbatch --test-only`` of the job script, before anything is written or queued."""
+        if not self.slurm_local:
+            # no log directory: dask-jobqueue would create it, and where logs go is not checked
+            _check_sbatch(
+                slurm_job_script(partition=self.partition, time_minutes=self.time_minutes,
+                                 mem=self.mem)
+            )  # fmt: skip
+
     def start_cluster(self, n_workers: int, runs_root: Path) -> Any:
         job = {
             "partition": self.partition,

@@ -1,0 +1,304 @@
+"""`ductaflow sweep --backend slurm` on a real Slurm: the single node of tests/slurm/start.sh.
+
+Each test drives the CLI as a user would, from a fresh directory (``tmp_path``, which slurmd sees:
+it is the same machine), and cancels whatever jobs it left in the queue. Skipped, with the reason,
+only when Slurm is not up (``sinfo`` fails); ``.ci/run`` starts it.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import read_json, run_cli, wait_for, wait_no_kernels
+
+pytestmark = pytest.mark.slurm
+
+START = Path(__file__).parent / "slurm" / "start.sh"
+#: Where tests/slurm/start.sh keeps its slurm.conf unless told otherwise.
+STATE_DIR = Path(os.environ.get("DUCTAFLOW_SLURM_DIR", "/tmp/ductaflow-slurm"))
+SWEEP = [sys.executable, "-m", "ductaflow", "sweep", "spec.json", "--backend", "slurm"]
+
+#: A run that is ok, one that raises, one whose kernel exits; each says which Slurm job ran it.
+MODES = """\
+# %% tags=["parameters"]
+mode = "ok"
+import ductaflow
+
+ductaflow.parameters(globals())
+
+# %%
+import os
+
+with open("job.txt", "w") as fh:
+    fh.write(os.environ.get("SLURM_JOB_ID", ""))
+if mode == "raise":
+    raise ValueError("asked to fail")
+if mode == "exit":
+    os._exit(3)
+ductaflow.record("mode", mode)
+"""
+
+#: Runs that wait while the file ``hold`` exists.
+HOLD = """\
+# %% tags=["parameters"]
+x = 0
+hold = ""
+
+# %%
+import os
+import time
+
+with open("executions.log", "a") as fh:
+    fh.write(f"{os.getpid()}\\n")
+while hold and os.path.exists(hold):
+    time.sleep(0.1)
+"""
+
+
+@functools.cache
+def slurm_down() -> str | None:
+    """Why Slurm cannot take jobs here, or None when ``sinfo`` shows a usable node (asked once)."""
+    try:
+        proc = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"Slurm is not up (sinfo: {exc}); start it with {START}"
+    states = proc.stdout.split()
+    if proc.returncode != 0 or not any(s.rstrip("*~#") in USABLE for s in states):
+        why = proc.stderr.strip() or f"node state {states}"
+        return f"Slurm is not up (sinfo: {why}); start it with {START}"
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slurm() -> Iterator[None]:
+    """Point Slurm's commands at start.sh's cluster (unless SLURM_CONF says); skip if it is down."""
+    with pytest.MonkeyPatch.context() as mp:
+        if "SLURM_CONF" not in os.environ and (STATE_DIR / "slurm.conf").exists():
+            mp.setenv("SLURM_CONF", str(STATE_DIR / "slurm.conf"))
+        if why := slurm_down():
+            pytest.skip(why)
+        yield
+
+
+USABLE = {"idle", "mixed", "allocated", "completing"}
+
+
+def jobs_of(base: Path, *, every_state: bool = False) -> list[str]:
+    """Ids of the Slurm jobs submitted from ``base`` (their working directory is under it)."""
+    cmd = ["squeue", "-h", "-o", "%A %Z"] + (["-t", "all"] if every_state else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=True).stdout
+    base = base.resolve()
+    return [
+        job
+        for job, _, workdir in (line.partition(" ") for line in out.splitlines())
+        if Path(workdir) == base or base in Path(workdir).parents
+    ]
+
+
+@pytest.fixture(autouse=True)
+def cancel_jobs(tmp_path: Path) -> Iterator[None]:
+    """Whatever happens in the test, none of its jobs stays in the queue."""
+    yield
+    if left := jobs_of(tmp_path):
+        subprocess.run(["scancel", *left], timeout=20, check=False)
+        wait_for(lambda: not jobs_of(tmp_path), seconds=30, what=f"jobs {left} to go")
+
+
+def write_spec(tmp_path: Path, name: str, flow: str, text: str, table: list[dict]) -> None:
+    import json
+
+    (tmp_path / flow).write_text(text)
+    spec = {"name": name, "flows": [flow], "table": table}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+
+
+def index_rows(root: Path) -> list[dict[str, str]]:
+    if not (root / "index.csv").exists():
+        return []
+    with open(root / "index.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_ok_failed_and_died_runs_on_slurm_jobs(tmp_path: Path) -> None:
+    table = [{"mode": m} for m in ("ok", "raise", "exit", "ok2")]
+    write_spec(tmp_path, "m", "modes.py", MODES, table)
+    proc = run_cli(*SWEEP[3:], "-j", "2", "--slurm-time", "10", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "m: FAILED: 2 ok, 1 failed, 0 timeout, 1 died, 0 interrupted" in proc.stdout
+    assert "could not" not in proc.stderr, proc.stderr
+
+    root = tmp_path / "runs"
+    rows = {row["param.mode"]: row for row in index_rows(root)}
+    assert {m: r["status"] for m, r in rows.items()} == {
+        "ok": "ok", "raise": "failed", "exit": "died", "ok2": "ok",
+    }  # fmt: skip
+    assert rows["raise"]["error"].startswith("ValueError: asked to fail")
+    assert rows["exit"]["error"].startswith("DeadKernel: "), rows["exit"]["error"]
+    # every run executed inside one of this sweep's Slurm jobs, whose logs are in runs/.slurm
+    logs = {p.name for p in (root / ".slurm").glob("ductaflow-*.err")}
+    jobs = {(root / "m" / r["run"] / "job.txt").read_text() for r in rows.values()}
+    assert jobs and {f"ductaflow-{job}.err" for job in jobs} <= logs, (jobs, logs)
+    assert "#SBATCH -t 00:10:00" in (root / ".slurm" / "job.sh").read_text()
+    # the conductor closed its cluster: its jobs leave the queue
+    wait_for(lambda: not jobs_of(tmp_path), seconds=30, what="the sweep's jobs to end")
+    assert not wait_no_kernels(tmp_path, seconds=15)
+
+
+def test_ctrl_c_cancels_the_jobs_and_records_the_runs_interrupted(tmp_path: Path) -> None:
+    hold = tmp_path / "hold"
+    hold.touch()
+    table = [{"x": 0}] + [{"x": x, "hold": str(hold)} for x in (1, 2)]
+    write_spec(tmp_path, "c", "hold.py", HOLD, table)
+    root = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [*SWEEP, "-j", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+
+    def started() -> int:
+        return sum(len(p.read_text().split()) for p in root.glob("c/*/executions.log"))
+
+    try:
+        wait_for(lambda: len(index_rows(root)) == 1 and started() == 3, 120, "runs in flight")
+        assert len(jobs_of(tmp_path)) == 2
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        t0 = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 1, err
+    assert "c: interrupted: 1 ok, 0 failed, 0 timeout, 0 died, 2 interrupted" in out
+    wait_for(lambda: not jobs_of(tmp_path), seconds=15, what="the jobs to leave squeue")
+    gone_s = time.monotonic() - t0
+    assert gone_s < 15, f"the jobs took {gone_s:.1f} s to leave the queue"
+    run_dirs = [d for d in root.glob("c/*") if d.is_dir()]
+    statuses = {read_json(d / "CONFIG.json")["x"]: read_json(d / "status.json") for d in run_dirs}
+    assert {x: s["status"] for x, s in statuses.items()} == {
+        0: "ok", 1: "interrupted", 2: "interrupted",
+    }  # fmt: skip
+    for x in (1, 2):
+        assert statuses[x]["error"] == "Interrupted: the run was stopped by SIGTERM"
+    assert sorted(r["status"] for r in index_rows(root)) == ["interrupted", "interrupted", "ok"]
+    assert not wait_no_kernels(tmp_path, seconds=15), "a kernel outlived Ctrl-C"
+
+
+def test_sigkill_of_the_conductor_lets_the_runs_finish_and_then_the_jobs_end(
+    tmp_path: Path,
+) -> None:
+    hold = tmp_path / "hold"
+    hold.touch()
+    write_spec(tmp_path, "k", "hold.py", HOLD, [{"x": x, "hold": str(hold)} for x in (1, 2)])
+    root = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [*SWEEP, "-j", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+
+    def statuses() -> list[str]:
+        return [read_json(p)["status"] for p in root.glob("k/*/status.json")]
+
+    try:
+        wait_for(lambda: statuses() == ["running"] * 2, 120, "both runs to start")
+        assert len(jobs_of(tmp_path)) == 2
+    finally:
+        proc.kill()  # the conductor, and the Dask scheduler that lives in it
+        proc.communicate()
+    hold.unlink()
+    # the workers lose their scheduler: each lets its run finish, then its job ends
+    wait_for(lambda: statuses() == ["ok"] * 2, 60, "the runs to finish")
+    finished = time.monotonic()
+    wait_for(lambda: not jobs_of(tmp_path), seconds=30, what="the jobs to end")
+    assert time.monotonic() - finished < 20
+    assert not wait_no_kernels(tmp_path, seconds=15)
+    # runs/index.csv has only its header until the next sweep looks (issue 13, item 5)
+
+
+#: A run that waits while the file ``hold`` exists, saying which Slurm job ran it each time.
+HOLD_JOB = """\
+# %% tags=["parameters"]
+hold = ""
+
+# %%
+import os
+import time
+
+with open("jobs.log", "a") as fh:
+    fh.write(os.environ.get("SLURM_JOB_ID", "") + "\\n")
+while hold and os.path.exists(hold):
+    time.sleep(0.1)
+"""
+
+
+def test_a_worker_job_scancelled_mid_run_is_replaced_and_the_run_redone(tmp_path: Path) -> None:
+    hold = tmp_path / "hold"
+    hold.touch()
+    write_spec(tmp_path, "w", "hold.py", HOLD_JOB, [{"hold": str(hold)}])
+    root = tmp_path / "runs"
+    # Dask replaces a lost worker after this timeout (default 15 s); the test need not wait
+    env = {**os.environ, "DASK_DISTRIBUTED__DEPLOY__LOST_WORKER_TIMEOUT": "1s"}
+    proc = subprocess.Popen(
+        [*SWEEP, "-j", "1"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True, env=env,
+    )  # fmt: skip
+
+    def jobs_seen() -> list[str]:
+        return [line for p in root.glob("w/*/jobs.log") for line in p.read_text().split()]
+
+    try:
+        wait_for(lambda: len(jobs_seen()) == 1, 120, "the run to start")
+        (first,) = jobs_seen()
+        assert jobs_of(tmp_path) == [first]
+        subprocess.run(["scancel", first], check=True, timeout=20)
+        wait_for(lambda: len(jobs_seen()) == 2, 120, "the run to start again")
+        hold.unlink()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, out + err
+    assert "w: ok: 1 ok, 0 failed, 0 timeout, 0 died, 0 interrupted" in out
+    again = jobs_seen()[1]
+    assert again and again != first, "the run was not redone in a new job"
+    ((status_path),) = root.glob("w/*/status.json")
+    assert read_json(status_path)["status"] == "ok"
+    assert [r["status"] for r in index_rows(root)] == ["ok"]
+
+
+@pytest.mark.parametrize(
+    ("option", "reason"),
+    [
+        (("--slurm-partition", "nosuch"), "Invalid partition name specified"),
+        (("--slurm-mem", "100000G"), "Requested node configuration is not available"),
+    ],
+    ids=["partition", "memory"],
+)
+def test_a_job_script_slurm_rejects_fails_before_anything(
+    tmp_path: Path, option: tuple[str, str], reason: str
+) -> None:
+    """``sbatch --test-only`` first: exit 2, one line, no job queued, nothing written."""
+    write_spec(tmp_path, "r", "modes.py", MODES, [{"mode": "ok"}, {"mode": "ok2"}])
+    t0 = time.monotonic()
+    proc = run_cli(*SWEEP[3:], *option, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"ductaflow: error: --backend slurm: sbatch rejects the job script: "
+        f"allocation failure: {reason}"
+    ]
+    assert proc.stdout == ""
+    assert not (tmp_path / "runs").exists(), sorted(map(str, (tmp_path / "runs").rglob("*")))
+    assert not jobs_of(tmp_path, every_state=True), "a job was queued"
+    assert time.monotonic() - t0 < 30
