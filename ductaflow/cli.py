@@ -7,10 +7,11 @@ in one line before any kernel starts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="ductaflow", description="Parallel parameter sweeps of notebook flows."
     )
     parser.add_argument("--version", action="version", version=f"ductaflow {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log what happens (-vv: debug)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run one flow with one config in one run directory")
@@ -274,13 +277,38 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
 
+@contextlib.contextmanager
+def _console_log(verbosity: int) -> Iterator[None]:
+    """ductaflow's own log lines on stderr while a command runs: warnings, -v info, -vv debug.
+
+    Only the ``ductaflow`` logger is configured, never the root one, so other libraries' records
+    keep their own handling; it is put back as it was afterwards (``main`` may run in-process).
+    """
+    logger = logging.getLogger("ductaflow")
+    handler = logging.StreamHandler(sys.stderr)
+    detailed = "ductaflow: %(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(logging.Formatter(detailed if verbosity > 1 else "ductaflow: %(message)s"))
+    level = logging.DEBUG if verbosity > 1 else logging.INFO if verbosity else logging.WARNING
+    before = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False  # a root handler (a notebook's, say) would print each line twice
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before[0])
+        logger.propagate = before[1]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ductaflow``; returns the exit code."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="ductaflow: %(message)s",
-    )
+    with _console_log(args.verbose):
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     commands = {
         "run": _cmd_run,
         "sweep": _cmd_sweep,

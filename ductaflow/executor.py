@@ -187,6 +187,9 @@ def execute_sweep(sweep: Sweep, options: SweepOptions | None = None) -> SweepRep
     backend = get_backend(opts.backend, n_jobs, warm=run_options.warm, options=backend_options)
     if plan.to_run:
         backend.check()  # e.g. sbatch --test-only: a refusal leaves nothing behind
+    log.info("%s", plan.describe(sweep.name))
+    kernels = "warm" if run_options.warm else "standard"
+    log.info("%s: backend %s, -j %d, %s kernels", sweep.name, backend.name, n_jobs, kernels)
 
     index = IndexFile(root)
     try:
@@ -245,6 +248,8 @@ class _Conductor:
         self.busy: list[RunSpec] = []
 
     def handle(self, outcome: Outcome) -> None:
+        result = outcome.result
+        log.debug("%s: %s", outcome.spec.name, result.status if result else outcome.kind)
         if outcome.kind == BUSY:
             self.busy.append(outcome.spec)
             return
