@@ -1,5 +1,13 @@
 """ductaflow: parallel parameter sweeps of notebook flows.
 
+The public API, by what a user does with it:
+
+- in a flow: ``parameters``, ``record``;
+- one run: ``run_flow`` -> ``RunResult``; ``RunOptions``, ``RunSpec``, ``KernelStarter``;
+- a sweep: ``Sweep``, ``SweepOptions``, ``execute_sweep`` -> ``SweepReport``, ``run_sweep``;
+- results: ``load_index``, ``write_report``, ``load_study``; on SLURM, ``slurm_job_script``;
+- errors: ``DuctaflowError`` and the tree under it (``ductaflow.errors``).
+
 Importing ductaflow is cheap (flows import it inside kernels); the parts that need nbclient,
 joblib or pandas are loaded on first use.
 """
@@ -14,8 +22,10 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError",
     "DuctaflowError",
+    "ExecutionError",
     "FlowError",
     "InputError",
+    "KernelStarter",
     "RunInterrupted",
     "RunOptions",
     "RunResult",
@@ -28,20 +38,24 @@ __all__ = [
     "__version__",
     "execute_sweep",
     "load_index",
+    "load_study",
     "parameters",
     "record",
     "run_flow",
     "run_sweep",
     "slurm_job_script",
+    "write_report",
 ]
 
 _LAZY = {
     "ConfigError": "errors",
     "DuctaflowError": "errors",
+    "ExecutionError": "errors",
     "FlowError": "errors",
     "InputError": "errors",
     "StorageError": "errors",
     "SweepSpecError": "errors",
+    "KernelStarter": "kernel",
     "RunInterrupted": "engine",
     "run_flow": "engine",
     "RunOptions": "spec",
@@ -53,6 +67,8 @@ _LAZY = {
     "execute_sweep": "executor",
     "run_sweep": "executor",
     "load_index": "index",
+    "load_study": "study",
+    "write_report": "report",
     "slurm_job_script": "backends.slurm",
     "parameters": "flowapi",
     "record": "flowapi",
