@@ -167,12 +167,13 @@ def execute_sweep(sweep: Sweep, options: SweepOptions | None = None) -> SweepRep
     if sweep.preload and not run_options.preload:
         run_options = dataclasses.replace(run_options, preload=sweep.preload)
     root = Path(opts.runs_root).absolute()
-    specs = sweep.expand(root)
-    sweep.check(specs, run_options.kernel)  # source checks: warnings, or InputError when strict
+    # a plan (--dry-run) only hashes the flows: reading them as notebooks imports Jupytext
+    specs = sweep.expand(root, inspect=not opts.dry_run)
     plan = plan_runs(specs, force=opts.force, only=opts.only)
     report = SweepReport(sweep.name, root, plan)
     if opts.dry_run:
         return report
+    sweep.check(specs, run_options.kernel)  # source checks: warnings, or InputError when strict
     from .backends import get_backend
     from .kernel import check_kernel_name
 
@@ -314,7 +315,7 @@ class _Conductor:
                 error = (
                     f"DeadWorker: the worker process running it died, twice ({type(exc).__name__})"
                 )
-                for spec in batch:
+                for spec in [s for s in batch if s.run_dir in pending]:  # not those it handled
                     if self._settled(settle(spec, since, DIED, error, record_if=struck)):
                         pending.pop(spec.run_dir, None)
         if not self.report.interrupted and not self.report.error:

@@ -292,11 +292,14 @@ class IndexFile:
             row = self._normal(row)
             by_key[row["run_dir"]] = row
         lost = [k for k in dirs if k not in by_key and not is_claimed(dirs[k])]
-        if lost:
+        # a run still recorded running is one whose row is not due yet (its process died and
+        # no one has settled it): only a finished run without its row is damage to report
+        finished = [k for k in lost if (read_status(dirs[k]) or {}).get("status") != RUNNING]
+        if finished:
             log.warning(
                 "%s: %d run director%s missing from it (%s%s); added from the run directories",
-                self.path, len(lost), "y was" if len(lost) == 1 else "ies were", lost[0],
-                ", ..." if len(lost) > 1 else "",
+                self.path, len(finished), "y was" if len(finished) == 1 else "ies were",
+                finished[0], ", ..." if len(finished) > 1 else "",
             )  # fmt: skip
         stale = [  # recorded running, but no process holds the run any more
             k

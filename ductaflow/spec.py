@@ -78,10 +78,11 @@ class FlowRef:
         return f"{self.path.stem}_executed.ipynb"
 
     @classmethod
-    def from_path(cls, path: str | Path) -> FlowRef:
-        """The flow at ``path``, read and checked: ``FlowError`` for a file that cannot run."""
+    def from_path(cls, path: str | Path, *, inspect: bool = True) -> FlowRef:
+        """The flow at ``path``, read and checked: ``FlowError`` for a file that cannot run.
+        ``inspect=False``: only hashed (for a plan; ``facts`` stays None)."""
         path = Path(path).absolute()
-        sha, facts = load_flow(path)
+        sha, facts = load_flow(path, inspect=inspect)
         return cls(path=path, sha256=sha, facts=facts)
 
 

@@ -371,24 +371,28 @@ class Sweep:
             )
         return _fmt(value)
 
-    def expand(self, runs_root: str | Path = "runs") -> list[RunSpec]:
-        """Every run of the sweep, validated: flows exist, names are unique, nothing is empty."""
+    def expand(self, runs_root: str | Path = "runs", *, inspect: bool = True) -> list[RunSpec]:
+        """Every run of the sweep, validated: flows exist, names are unique, nothing is empty.
+
+        ``inspect``: also read each flow as a notebook and check its source (``checks``); a
+        plan that runs nothing (``--dry-run``) only hashes them.
+        """
         with gc_paused():
-            return self._expand(runs_root)
+            return self._expand(runs_root, inspect)
 
     def check(self, specs: Sequence[RunSpec], kernel: str | None = None) -> list[str]:
         """The flows' source checks for these runs of the sweep, before any of them runs: logged
         warnings, or (``strict``) an ``InputError``; ``kernel`` is ``--kernel`` (None: each flow's
         own kernelspec must be installed). See ``checks.check_runs``."""
-        if not specs:
-            return []
+        if not specs or any(f.facts is None for f in specs[0].flows):
+            return []  # expanded without inspecting the flows: nothing to check
         facts = [f.facts for f in specs[0].flows if f.facts is not None]
         return check_runs(facts, [s.config for s in specs], self.varied_keys, strict=self.strict,
                           where=self.source or f"sweep {self.name!r}", kernel=kernel)  # fmt: skip
 
-    def _expand(self, runs_root: str | Path) -> list[RunSpec]:
+    def _expand(self, runs_root: str | Path, inspect: bool = True) -> list[RunSpec]:
         try:
-            flows = tuple(FlowRef.from_path(f) for f in self.flows)
+            flows = tuple(FlowRef.from_path(f, inspect=inspect) for f in self.flows)
         except InputError as exc:
             raise self._error("flows", str(exc)) from None
         stems: dict[str, Path] = {}
