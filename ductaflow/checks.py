@@ -45,6 +45,7 @@ __all__ = [
     "is_clean_exit",
     "load_flow",
     "overwrite_warnings",
+    "read_flow_bytes",
     "read_notebook",
 ]
 
@@ -96,16 +97,21 @@ class FlowFacts:
 
 
 # -- reading -------------------------------------------------------------------------------------
+def read_flow_bytes(path: Path) -> bytes:
+    """A flow file's bytes; ``FlowError`` naming the file when it is missing or unreadable."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise FlowError(f"{path}: flow file not found; check the path") from None
+    except OSError as exc:
+        raise FlowError(f"{path}: cannot read flow file ({exc})") from None
+
+
 def read_notebook(path: Path, data: bytes | None = None) -> tuple[Any, str]:
     """A flow file as a notebook (Jupytext detects the format), and the format's name."""
     suffix = _check_suffix(path)
     if data is None:
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise FlowError(f"{path}: flow file not found; check the path") from None
-        except OSError as exc:
-            raise FlowError(f"{path}: cannot read flow file ({exc})") from None
+        data = read_flow_bytes(path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -163,12 +169,7 @@ def load_flow(path: Path, *, inspect: bool = True) -> tuple[str, FlowFacts | Non
     import alone pulls in jupyter_client, zmq and tornado (~0.3 s), for a plan that runs nothing.
     """
     _check_suffix(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise FlowError(f"{path}: flow file not found; check the path") from None
-    except OSError as exc:
-        raise FlowError(f"{path}: cannot read flow file ({exc})") from None
+    data = read_flow_bytes(path)
     sha = hashlib.sha256(data).hexdigest()
     if not inspect:
         return sha, None

@@ -32,10 +32,10 @@ from .checks import (
     STOPPED_TAG,
     flow_cells,
     overwrite_warnings,
+    read_flow_bytes,
     read_notebook,
 )
 from .config import is_variable_name
-from .errors import FlowError
 from .rundir import atomic_write_text
 from .spec import ERROR_ANCHOR, FlowRef
 
@@ -69,12 +69,7 @@ _DEFAULT_KERNELSPEC = {
 
 def read_flow(path: Path) -> tuple[NotebookNode, str]:
     """Read a flow in any Jupytext format (detected, not assumed); also the sha256 of its bytes."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise FlowError(f"{path}: flow file not found; check the path") from None
-    except OSError as exc:
-        raise FlowError(f"{path}: cannot read flow file ({exc})") from None
+    data = read_flow_bytes(path)
     nb, _ = read_notebook(path, data)
     return nb, hashlib.sha256(data).hexdigest()
 
