@@ -32,6 +32,7 @@ from .errors import StorageError
 from .lifecycle import UNFINISHED_ERROR, shown_status
 from .rundir import (
     CONFIG_FILE,
+    LABELS_FILE,
     STATUS_FILE,
     atomic_write_text,
     file_lock,
@@ -125,6 +126,9 @@ def build_row(
         "error": error,
         "config_hash": status.get("config_hash"),
     }
+    labels = _read_json(run_dir / LABELS_FILE)  # sample, trial: see RunSpec.labels
+    if isinstance(labels, dict):
+        row.update({_text(str(k)): v for k, v in labels.items() if str(k) not in row})
     row.update({f"param.{_text(k)}": v for k, v in flatten(config).items()})
     results = _read_json(run_dir / RESULTS_FILE)
     if isinstance(results, dict):

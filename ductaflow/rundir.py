@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover
 
 __all__ = [
     "CONFIG_FILE",
+    "LABELS_FILE",
     "LOCK_FILE",
     "STATUS_FILE",
     "STORAGE_ERRNOS",
@@ -54,6 +55,8 @@ log = logging.getLogger("ductaflow")
 
 CONFIG_FILE = "CONFIG.json"
 STATUS_FILE = "status.json"
+#: a run's index columns that are not config keys (``sample``, ``trial``, ...): ``RunSpec.labels``
+LABELS_FILE = "labels.json"
 LOCK_FILE = ".lock"
 
 

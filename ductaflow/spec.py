@@ -114,6 +114,9 @@ class RunSpec:
     sweep: str = ""
     name: str = ""
     config_hash: str = field(default="", compare=False)
+    #: columns of the run's index row that are not config keys: its sample point's number
+    #: (``sample``) or its trial's (``trial``); kept in the run's ``labels.json``
+    labels: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if not self.config_hash:

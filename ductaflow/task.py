@@ -20,7 +20,7 @@ from pathlib import Path
 from .index import IndexFile, build_row
 from .lifecycle import classify
 from .process import now
-from .rundir import RunLock, as_storage_error, read_status, write_status
+from .rundir import LABELS_FILE, RunLock, as_storage_error, read_status, write_json, write_status
 from .spec import BUSY, FAILED, RAN, SKIPPED, Outcome, PlanState, RunOptions, RunResult, RunSpec
 
 __all__ = ["orphan_guard", "run_task"]
@@ -47,6 +47,8 @@ def run_task(
     """
     try:
         spec.run_dir.mkdir(parents=True, exist_ok=True)
+        if spec.labels and not (spec.run_dir / LABELS_FILE).exists():
+            write_json(spec.run_dir / LABELS_FILE, dict(spec.labels))
         lock = RunLock(spec.run_dir)
         if not lock.acquire():
             return Outcome(spec, BUSY)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 
 from ..spec import Outcome, RunSpec
 
@@ -34,8 +34,12 @@ class Backend(abc.ABC):
     stop_event: threading.Event | None = None
 
     @abc.abstractmethod
-    def run(self, specs: Sequence[RunSpec], task: Task) -> Iterator[Outcome]:
-        """Outcomes of ``task`` over ``specs``, in the order the runs finish."""
+    def run(self, specs: Iterable[RunSpec], task: Task) -> Iterator[Outcome]:
+        """Outcomes of ``task`` over ``specs``, in the order the runs finish.
+
+        A ``Sequence`` may be handed out all at once; any other iterable (an optimize sweep's
+        trials, asked as they are pulled) is pulled one spec per free slot, never more than
+        ``n_jobs`` ahead of the outcomes given back, so that each pull can learn from them."""
 
     def check(self) -> None:  # noqa: B027  (most backends have nothing to check)
         """Raise ``InputError`` when runs could not start here; called before the sweep writes

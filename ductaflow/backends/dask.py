@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import itertools
 import logging
+import operator
 import os
 import pickle
 import signal
 import threading
 import uuid
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,7 +100,7 @@ class DaskBackend(Backend):
         self.scheduler = scheduler
         self._outcomes: Generator[Outcome, None, None] | None = None
 
-    def run(self, specs: Sequence[RunSpec], task: Task) -> Iterator[Outcome]:
+    def run(self, specs: Iterable[RunSpec], task: Task) -> Iterator[Outcome]:
         self._outcomes = self._run(specs, task)
         return self._outcomes
 
@@ -106,13 +108,19 @@ class DaskBackend(Backend):
         if self._outcomes is not None:
             self._outcomes.close()  # the generator's ``finally`` stops the runs on the cluster
 
-    def _run(self, specs: Sequence[RunSpec], task: Task) -> Generator[Outcome, None, None]:
-        if not specs:
+    def _run(self, specs: Iterable[RunSpec], task: Task) -> Generator[Outcome, None, None]:
+        # a sequence is submitted at once (the scheduler queues it); a lazy iterable (trials
+        # asked as they are pulled) one spec per free slot, n_jobs in flight
+        window = None if isinstance(specs, Sequence) else self.n_jobs
+        count = operator.length_hint(specs, self.n_jobs)
+        todo = iter(specs)
+        first = next(todo, None)
+        if first is None:
             return
         distributed = require("distributed", self.name, self.extra)
         since = now()
-        n_workers = max(1, min(self.n_jobs, len(specs)))
-        runs_root = specs[0].run_dir.parent.parent  # <root>/<sweep>/<run>
+        n_workers = max(1, min(self.n_jobs, count))
+        runs_root = first.run_dir.parent.parent  # <root>/<sweep>/<run>
         if self.name == "dask":
             log.info("--backend dask: the cluster's worker threads set how many runs run at once")
         # pickled here and unpickled in the run process: a worker never imports the engine
@@ -120,12 +128,19 @@ class DaskBackend(Backend):
         with _quiet("distributed", "bokeh"), self._connect(n_workers, runs_root) as client:
             token = uuid.uuid4().hex
             pending: dict[Any, RunSpec] = {}
+
+            def submit(spec: RunSpec) -> Any:
+                key = f"ductaflow-{spec.name}-{token[:8]}"
+                future = client.submit(run_remote, payload, spec, token, key=key, pure=False)
+                pending[future] = spec
+                return future
+
             try:
-                for spec in specs:
-                    key = f"ductaflow-{spec.name}-{token[:8]}"
-                    future = client.submit(run_remote, payload, spec, token, key=key, pure=False)
-                    pending[future] = spec
-                for future in distributed.as_completed(list(pending), loop=client.loop):
+                submit(first)
+                for spec in itertools.islice(todo, None if window is None else window - 1):
+                    submit(spec)
+                finished = distributed.as_completed(list(pending), loop=client.loop)
+                for future in finished:
                     spec = pending.pop(future)
                     try:
                         answer = future.result()
@@ -135,6 +150,9 @@ class DaskBackend(Backend):
                         error = f"DeadWorker: the workers running it died ({type(exc).__name__})"
                         outcome = settle_killed(spec, since, error)
                     yield outcome
+                    if window is not None:
+                        for spec in itertools.islice(todo, max(0, window - len(pending))):
+                            finished.add(submit(spec))
             finally:
                 if pending:
                     _stop(client, list(pending), token)

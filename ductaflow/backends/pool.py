@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from ..spec import INTERRUPTED, Outcome, RunSpec
 from .base import Backend, Task
@@ -18,7 +18,7 @@ class SequentialBackend(Backend):
 
     name = "sequential"
 
-    def run(self, specs: Sequence[RunSpec], task: Task) -> Iterator[Outcome]:
+    def run(self, specs: Iterable[RunSpec], task: Task) -> Iterator[Outcome]:
         for spec in specs:
             outcome = task(spec)
             yield outcome
@@ -37,10 +37,13 @@ class JoblibBackend(Backend):
         self.backend = backend
         self.name = backend or "joblib"
 
-    def run(self, specs: Sequence[RunSpec], task: Task) -> Iterator[Outcome]:
+    def run(self, specs: Iterable[RunSpec], task: Task) -> Iterator[Outcome]:
         from joblib import Parallel, delayed
 
+        # a lazy iterable (trials asked as they are pulled): no run waits ahead of a free slot
+        ahead = "2*n_jobs" if isinstance(specs, Sequence) else "n_jobs"
         parallel = Parallel(
-            n_jobs=self.n_jobs, backend=self.backend, return_as="generator_unordered", batch_size=1
-        )
+            n_jobs=self.n_jobs, backend=self.backend, return_as="generator_unordered",
+            batch_size=1, pre_dispatch=ahead,
+        )  # fmt: skip
         yield from parallel(delayed(task)(s) for s in specs)
