@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -224,7 +225,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         ),
     )  # fmt: skip
     if args.dry_run:
-        print(report.plan.describe(sweep.name))
+        if sweep.optimize is not None:
+            from .trials import describe_optimize
+
+            print(describe_optimize(sweep, args.runs_root))
+        else:
+            print(report.plan.describe(sweep.name))
         return EXIT_OK
     if report.report_path is not None:
         print(f"report -> {report.report_path}")
@@ -246,12 +252,31 @@ def _cmd_status(args: argparse.Namespace) -> int:
     frame = pd.DataFrame(rows)
     table = pd.crosstab(frame["sweep"], frame["status"], margins=True, margins_name="total")
     print(table.to_string())
+    _print_best_trials(args.runs_root, sorted(set(frame["sweep"])))
     bad = frame[~frame["status"].isin(["ok", "running"])]
     if len(bad):
         print(f"\n{len(bad)} not ok:")
         for row in bad.itertuples():
             print(f"  {row.sweep}/{row.run}  {row.status}  {row.error}")
     return EXIT_OK if bad.empty else EXIT_FAILED
+
+
+def _print_best_trials(runs_root: Path, sweeps: list[str]) -> None:
+    """For each optimize sweep (a study file in its directory): its best trial, and how many."""
+    from .study import describe_best, load_study, stored_study
+
+    for sweep in sweeps:
+        if stored_study(runs_root / sweep) is None:
+            continue
+        try:
+            study = load_study(runs_root, sweep)
+        except InputError as exc:  # no optuna here, or not this sweep's study
+            print(f"\n{sweep}: {exc}")
+            continue
+        states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        print(f"\n{sweep}: {sum(states.values())} trials ({counts}); "
+              f"{describe_best(study) or 'no complete trial yet'}")  # fmt: skip
 
 
 def _cmd_index(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 
 from .rundir import LABELS_FILE, read_status, write_json
 from .spec import BUSY, INTERRUPTED, PlanState, RunSpec
-from .study import RUN_ATTR, STUDY_DB, STUDY_JOURNAL, Study
+from .study import RUN_ATTR, STUDY_DB, STUDY_JOURNAL, Study, describe_best
 from .sweep import Sweep
 
 __all__ = ["TrialFeed", "describe_optimize"]
@@ -164,11 +164,4 @@ class TrialFeed:
     # -- after -----------------------------------------------------------------------------------
     def best_line(self) -> str | None:
         """``best trial 17: loss = 0.0123 (x=1.98, y=-1.02) -> <run>``, or None before any."""
-        best = self.study.best()
-        if best is None:
-            return None
-        name = best.user_attrs.get(RUN_ATTR, "")
-        return (
-            f"best trial {best.number}: {self.block.result} = {best.value:.6g} "
-            f"({_fmt_params(best.params)}) -> {name}"
-        )
+        return describe_best(self.study.study)
