@@ -32,11 +32,11 @@ __all__ = [
     "OPTIMIZE_KEYS",
     "SAMPLERS",
     "OptimizeBlock",
-    "describe_best",
-    "stored_study",
     "Study",
+    "describe_best",
     "load_study",
     "parse_optimize",
+    "stored_study",
 ]
 
 log = logging.getLogger("ductaflow")

@@ -34,8 +34,8 @@ from .config import (
 )
 from .errors import ConfigError, InputError, SweepSpecError
 from .space import SampleBlock, parse_sample
-from .study import OptimizeBlock, parse_optimize
 from .spec import FlowRef, RunSpec
+from .study import OptimizeBlock, parse_optimize
 
 __all__ = ["SPEC_KEYS", "Sweep", "load_table", "sanitize_name"]
 

@@ -86,11 +86,8 @@ class TrialFeed:
 
     def example_specs(self) -> list[RunSpec]:
         """Runs at the space's middle and corners, for the flows' source checks."""
-        return [
-            self.sweep.trial_spec(0, {d.key: d.value(u) for d in self.block.space}, self.flows,
-                                  self.root)  # fmt: skip
-            for u in (0.0, 0.5, 0.999)
-        ]
+        points = [{d.key: d.value(u) for d in self.block.space} for u in (0.0, 0.5, 0.999)]
+        return [self.sweep.trial_spec(0, p, self.flows, self.root) for p in points]
 
     def recover(self, states: Mapping[Path, PlanState]) -> int:
         """Tell failed the trials an earlier conductor left running (its run not claimed now);

@@ -210,26 +210,45 @@ def test_failing_trials_are_recorded_with_their_errors(tmp_path: Path) -> None:
     assert seen == set(expected)  # the seed reaches every mode
 
 
-def test_a_study_on_dask_local(tmp_path: Path) -> None:
-    pytest.importorskip("distributed")
-    spec = write_spec(tmp_path, trials=5, sampler="tpe", storage="journal")
-    proc = run_cli("sweep", spec, "-j", "2", "--backend", "dask-local", "--no-progress",
-                   "--no-report", cwd=tmp_path, timeout=300)  # fmt: skip
+@pytest.mark.parametrize(
+    ("backend", "storage"), [("dask-local", "journal"), ("loky", "sqlite"), ("slurm", "journal")]
+)
+def test_a_study_keeps_j_trials_in_flight_on(
+    backend: str, storage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend in ("dask-local", "slurm"):
+        pytest.importorskip("distributed")
+    if backend == "slurm":
+        from test_slurm import STATE_DIR, jobs_of, slurm_down
+
+        if "SLURM_CONF" not in os.environ and (STATE_DIR / "slurm.conf").exists():
+            monkeypatch.setenv("SLURM_CONF", str(STATE_DIR / "slurm.conf"))
+        if why := slurm_down():
+            pytest.skip(why)
+    spec = write_spec(tmp_path, trials=5, sampler="tpe", storage=storage)
+    cmd = [sys.executable, "-m", "ductaflow", "sweep", str(spec), "-j", "2", "--backend",
+           backend, "--no-progress", "--no-report"]  # fmt: skip
+    if backend == "slurm":
+        cmd += ["--slurm-time", "10"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     root = tmp_path / "runs"
-    assert (root / "q" / "study.log").exists() and not (root / "q" / "study.db").exists()
+    kept = {"journal": "study.log", "sqlite": "study.db"}
+    assert [p.name for p in (root / "q").glob("study.*")] == [kept[storage]]
     study = ductaflow.load_study(root, "q")
     assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 5
-    assert max_in_flight(study) <= 2
+    assert max_in_flight(study) <= 2  # asked when a slot frees, told before the next ask
     rows = index_rows(root, "q")
     assert sorted(int(r["trial"]) for r in rows) == list(range(5))
     assert all(r["result.loss"] == r["trial_value"] for r in rows)
+    if backend == "slurm":
+        wait_for(lambda: not jobs_of(tmp_path), seconds=60, what="the sweep's jobs to end")
 
 
 def test_trial_in_run_name(tmp_path: Path) -> None:
+    optimize = {"result": "loss", "trials": 2, "space": SPACE}
     sweep = Sweep.from_dict({"name": "n", "flows": [str(FLOWS / "quadratic.py")],
-                             "run_name": "t{trial}-x{x}-{hash}",
-                             "optimize": {"result": "loss", "trials": 2, "space": SPACE}})  # fmt: skip
+                             "run_name": "t{trial}-x{x}-{hash}", "optimize": optimize})  # fmt: skip
     spec = sweep.trial_spec(7, {"x": 1, "y": 2}, sweep.flow_refs(), tmp_path)
     assert spec.name.startswith("t0007-x1-") and spec.labels == {"trial": 7}
     assert spec.config == {"x": 1, "y": 2}

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 
 from ..spec import INTERRUPTED, Outcome, RunSpec
 from .base import Backend, Task
@@ -40,6 +42,10 @@ class JoblibBackend(Backend):
     def run(self, specs: Iterable[RunSpec], task: Task) -> Iterator[Outcome]:
         from joblib import Parallel, delayed
 
+        if not isinstance(specs, Sequence) and self.backend in (None, "loky"):
+            yield from self._pulled(specs, task)
+            return
+
         # a lazy iterable (trials asked as they are pulled): no run waits ahead of a free slot
         ahead = "2*n_jobs" if isinstance(specs, Sequence) else "n_jobs"
         parallel = Parallel(
@@ -47,3 +53,26 @@ class JoblibBackend(Backend):
             batch_size=1, pre_dispatch=ahead,
         )  # fmt: skip
         yield from parallel(delayed(task)(s) for s in specs)
+
+    def _pulled(self, specs: Iterable[RunSpec], task: Task) -> Iterator[Outcome]:
+        """A lazy iterable (an optimize sweep's trials) on loky's executor: a spec is pulled
+        only after the outcome of the run whose slot it takes was given back, which joblib's
+        own dispatching (from its callback thread, before the outcome is handed on) cannot
+        promise. A worker that dies raises here too (``TerminatedWorkerError``)."""
+        from joblib.externals.loky import get_reusable_executor
+
+        executor = get_reusable_executor(max_workers=self.n_jobs)
+        todo = iter(specs)
+        running: set[Future[Outcome]] = set()
+        try:
+            while True:
+                for spec in itertools.islice(todo, self.n_jobs - len(running)):
+                    running.add(executor.submit(task, spec))
+                if not running:
+                    return
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        finally:
+            for future in running:
+                future.cancel()
