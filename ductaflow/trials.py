@@ -148,7 +148,8 @@ class TrialFeed:
         return True
 
     def _label(self, run_dir: Path, number: int, value: float | None, why: str | None) -> None:
-        labels = {"trial": number, "trial_state": "fail" if why else "complete"}
+        labels: dict[str, Any] = {"trial": number, "trial_state": "fail" if why else "complete",
+                                  "trial_direction": self.block.direction}  # fmt: skip
         if value is not None:
             labels["trial_value"] = value
         if why:

@@ -11,7 +11,7 @@ import os
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from .fmt import (
     ordered_counts,
     status_rank,
 )
+from .history import TrialHistory, trial_histories
 from .series import (
     FlowTiming,
     Histogram,
@@ -151,6 +152,8 @@ class Row:
     run_dir: Link
     #: Where the error is: the failing notebook, at its failing cell when it has the marker.
     error_href: str | None = None
+    #: The best trial of an optimize sweep.
+    best: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,8 @@ class ReportData:
     rows: tuple[Row, ...]
     #: Links to files beside the report (``index.csv``).
     index_href: str | None = None
+    #: Optimize sweeps' trials: each value and the best so far (``history``).
+    histories: tuple[TrialHistory, ...] = ()
 
 
 def cell_value(value: Any, *, result: bool = False) -> Value:
@@ -332,11 +337,15 @@ def report_data(
         for c in grouping
     )
     table_params = varied or param_cols
+    histories = trial_histories(frame)
+    best_runs = {(h.sweep, h.best_run) for h in histories}
     table_rows = []
     for record, status in zip(records, statuses, strict=bool(records)):
         run_dir = str(Path(as_text(record.get("run_dir"))))
         detail = details.get(run_dir) or flows_from_columns(record, flow_cols)
         row = _row(record, status, detail, table_params, result_cols, base_dir, ERROR_ANCHOR)
+        if (row.sweep, row.run) in best_runs:
+            row = replace(row, best=True)
         table_rows.append(row)
     table_rows.sort(key=lambda r: (status_rank(r.status), r.sweep, r.run))
     durations = [
@@ -353,6 +362,7 @@ def report_data(
         param_columns=tuple(c.removeprefix("param.") for c in table_params),
         result_columns=tuple(c.removeprefix("result.") for c in result_cols),
         rows=tuple(table_rows),
+        histories=histories,
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from ..spec import OK, RUNNING
 from .data import ReportData
 from .fmt import OTHER_COLOR, STATUS_COLORS, color_var, fmt_seconds, status_rank
+from .history import svg_history
 from .series import MAX_POINTS, ResultSeries
 from .svg import svg_durations, svg_flow_timings, svg_result, svg_status
 from .table import RunTable
@@ -64,6 +65,7 @@ def _charts(data: ReportData) -> dict[str, Any]:
         by_result.setdefault(series.result, []).append(series)
     return {
         "durations": svg_durations(data.durations),
+        "history": [(h, svg) for h in data.histories if (svg := svg_history(h))],
         "flows": svg_flow_timings(data.flow_timings),
         "status": [(chart.param, svg_status(chart)) for chart in data.status_by_param],
         "results": [
