@@ -52,8 +52,7 @@ def max_in_flight(study) -> int:
 
 def test_tpe_finds_the_minimum_with_two_trials_in_flight(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, trials=40, sampler="tpe")
-    proc = run_cli("sweep", spec, "-j", "2", "--no-progress", "--no-report", cwd=tmp_path,
-                   timeout=600)  # fmt: skip
+    proc = run_cli("sweep", spec, "-j", "2", "--no-progress", cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     root = tmp_path / "runs"
     study = ductaflow.load_study(root, "q")
@@ -71,6 +70,12 @@ def test_tpe_finds_the_minimum_with_two_trials_in_flight(tmp_path: Path) -> None
         assert float(row["trial_value"]) == pytest.approx(
             (float(row["param.x"]) - 2) ** 2 + (float(row["param.y"]) + 1) ** 2
         )
+    # the report shows the history and marks the best run
+    page = (root / "q" / "report.html").read_text(encoding="utf-8")
+    assert '<section id="history">' in page and page.count("★ best") == 1
+    best_run = best.user_attrs["ductaflow_run"]
+    assert f'{best_run}</a> <span class="best"' in page
+    assert f"best {best_run}</figcaption>" in page
     # a second sweep has nothing left to run; status names the best trial
     again = run_cli("sweep", spec, "-j", "2", "--no-progress", "--no-report", cwd=tmp_path)
     assert again.returncode == 0 and "0 ok" in again.stdout and "40 skipped" in again.stdout
@@ -316,3 +321,37 @@ def test_without_optuna_it_says_which_extra(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.count("\n") == 1 and 'pip install "ductaflow[optimize]"' in proc.stderr
     assert not list((tmp_path / "runs").glob("q/trial=*"))
+
+
+def test_trial_history_in_the_report_data() -> None:
+    import pandas as pd
+
+    from ductaflow.report.history import svg_history, trial_histories
+
+    frame = pd.DataFrame({
+        "sweep": ["m"] * 4 + ["plain"], "run": ["a", "b", "c", "d", "p"],
+        "trial": [2, 0, 1, 3, None],
+        "trial_state": ["complete", "complete", "fail", "complete", None],
+        "trial_value": [1.0, 3.0, None, 2.0, None], "trial_direction": ["minimize"] * 4 + [None],
+    })  # fmt: skip
+    (history,) = trial_histories(frame)
+    assert history.trials == ((0, 3.0, "b"), (1, None, "c"), (2, 1.0, "a"), (3, 2.0, "d"))
+    assert history.best == (3.0, 3.0, 1.0, 1.0) and history.best_run == "a"
+    svg = svg_history(history)
+    assert svg.count("<circle") == 3 and svg.count("st-failed") == 1 and svg.count(" best") == 1
+    maximize = frame.assign(trial_direction="maximize")
+    assert trial_histories(maximize)[0].best_run == "b"
+
+
+def test_a_sample_sweep_index_has_its_point_numbers(tmp_path: Path) -> None:
+    spec = {"name": "s", "flows": [str(FLOWS / "quadratic.py")],
+            "sample": {"n": 3, "method": "random", "space": SPACE}}  # fmt: skip
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    proc = run_cli("sweep", "spec.json", "-j", "2", "--no-progress", "--no-report", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = index_rows(tmp_path / "runs", "s")
+    assert sorted(int(r["sample"]) for r in rows) == [0, 1, 2]
+    assert all(r["run"].startswith(f"sample={int(r['sample']):04d}") for r in rows)
+    rebuilt = run_cli("index", "runs", cwd=tmp_path)  # from the run directories alone
+    assert rebuilt.returncode == 0
+    assert sorted(int(r["sample"]) for r in index_rows(tmp_path / "runs", "s")) == [0, 1, 2]
