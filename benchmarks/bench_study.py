@@ -1,0 +1,177 @@
+"""What an ``optimize`` sweep's study costs per trial, and what it finds.
+
+    python benchmarks/bench_study.py             # 100 trials per storage, 5 seeds
+    python benchmarks/bench_study.py --quick     # 40 trials, 3 seeds
+
+1. The study's own cost per trial, the conductor's side of ``ductaflow.trials``: ask (TPE, two
+   floats), remember the run's name, tell the value read from the run's ``results.json``, write
+   the run's ``labels.json``; with the study in SQLite (``study.db``) and in Optuna's journal
+   (``study.log``). Side by side: a plain sweep's per-run bookkeeping (``bench_sweep``: claim,
+   CONFIG.json, status.json twice, index row appended), which every run pays in both kinds.
+2. Search quality, no kernels (the function is evaluated where the flow would record it): the
+   best value after 20, 40 and 80 trials for ``tpe`` and ``random`` (``optimize``) and a Sobol
+   ``sample`` of as many points, on two test functions, medians over the seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ductaflow.index import IndexFile
+from ductaflow.rundir import LABELS_FILE, write_json
+from ductaflow.space import parse_sample
+from ductaflow.study import Study, parse_optimize
+from ductaflow.sweep import Sweep
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_sweep import bookkeeping
+
+FLOW = Path(__file__).resolve().parent.parent / "flow" / "02_analysis.py"
+
+FUNCTIONS = {
+    # (x - 2)^2 + (y + 1)^2, the README's and the tests' flow: minimum 0 at (2, -1)
+    "quadratic": (
+        lambda x, y: (x - 2) ** 2 + (y + 1) ** 2,
+        {"x": {"uniform": [-3, 5]}, "y": {"uniform": [-5, 3]}},
+    ),
+    # Branin: three minima of 0.397887
+    "branin": (
+        lambda x, y: (
+            (y - 5.1 / (4 * math.pi**2) * x**2 + 5 / math.pi * x - 6) ** 2
+            + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x)
+            + 10
+        ),
+        {"x": {"uniform": [-5, 10]}, "y": {"uniform": [0, 15]}},
+    ),
+}
+BUDGETS = (20, 40, 80)
+
+
+def block(space: dict, sampler: str, seed: int, trials: int, storage: str = "sqlite"):
+    return parse_optimize(
+        {"result": "loss", "trials": trials, "sampler": sampler, "seed": seed, "space": space,
+         "storage": storage}, "bench",
+    )  # fmt: skip
+
+
+def timed_ask(storage: str, trials: int, tmp: Path) -> list[float]:
+    """Seconds per trial: ask + name the run + tell (its value read from results.json) +
+    labels.json; the flow's own work (here: writing results.json) is not counted."""
+    fn, space = FUNCTIONS["quadratic"]
+    study = Study(block(space, "tpe", 0, trials, storage), tmp / f"{storage}-all", "bench")
+    run_dir = tmp / f"{storage}-all" / "run"
+    run_dir.mkdir()
+    times = []
+    for _ in range(trials):
+        t0 = time.perf_counter()
+        trial = study.ask()
+        study.name_run(trial, f"trial={trial.number:04d}-00000000")
+        t1 = time.perf_counter()
+        (run_dir / "results.json").write_text(json.dumps({"loss": fn(**trial.params)}))
+        t2 = time.perf_counter()
+        study.tell(trial.number, "ok", run_dir)
+        write_json(run_dir / LABELS_FILE, {"trial": trial.number, "trial_state": "complete"})
+        times.append((t1 - t0) + (time.perf_counter() - t2))
+    return times
+
+
+def optuna_alone(storage: str, trials: int, tmp: Path) -> list[float]:
+    """Seconds per trial of Optuna's own ask + tell, on its default storage of that kind (a
+    plain ``sqlite:///`` URL; a journal file), as Optuna's documentation shows them."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    fn, space = FUNCTIONS["quadratic"]
+    path = tmp / f"optuna-{storage}"
+    path.mkdir()
+    journal = optuna.storages.journal
+    url = (f"sqlite:///{path / 'study.db'}" if storage == "sqlite" else
+           journal.JournalStorage(journal.JournalFileBackend(str(path / "study.log"))))  # fmt: skip
+    dists = {k: optuna.distributions.FloatDistribution(*v["uniform"]) for k, v in space.items()}
+    study = optuna.create_study(storage=url, sampler=optuna.samplers.TPESampler(seed=0))
+    times = []
+    for _ in range(trials):
+        t0 = time.perf_counter()
+        trial = study.ask(dists)
+        study.tell(trial, fn(**trial.params))
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def plain_bookkeeping(n: int, tmp: Path) -> list[float]:
+    spec = {"name": "plain", "flows": [str(FLOW)], "grid": {"x": list(range(n))}}
+    specs = Sweep.from_dict(spec).expand(tmp / "plain")
+    index = IndexFile(tmp / "plain")
+    times = []
+    for s in specs:
+        t0 = time.perf_counter()
+        bookkeeping(s, index, False, {})
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def best_after(name: str, method: str, seed: int) -> list[float]:
+    """The best value after each budget in ``BUDGETS``, trials in order."""
+    fn, space = FUNCTIONS[name]
+    n = max(BUDGETS)
+    if method == "sobol":
+        points = parse_sample({"n": n, "method": "sobol", "seed": seed, "space": space},
+                              "bench").points()  # fmt: skip
+        values = [fn(**p) for p in points]
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            study = Study(block(space, method, seed, n, "journal"), Path(tmp), "q")
+            values = []
+            for _ in range(n):
+                trial = study.ask()
+                value = fn(**trial.params)
+                study.study.tell(trial.number, value)
+                values.append(value)
+    return [min(values[:b]) for b in BUDGETS]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="40 trials, 3 seeds")
+    args = parser.parse_args()
+    trials, seeds = (40, 3) if args.quick else (100, 5)
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        plain = plain_bookkeeping(trials, tmp)
+        costs = {}
+        for storage in ("sqlite", "journal"):  # side by side
+            costs[f"Optuna alone, {storage}"] = optuna_alone(storage, trials, tmp)
+            costs[f"ductaflow study, {storage}"] = timed_ask(storage, trials, tmp)
+    base = statistics.median(plain)
+    print(f"## Study cost per trial (TPE, two floats, {trials} trials)\n")
+    print("| what | median | p90 | × plain run bookkeeping |")
+    print("|---|---:|---:|---:|")
+    print(f"| plain sweep: one run's bookkeeping | {base * 1e3:.1f} ms | "
+          f"{statistics.quantiles(plain, n=10)[-1] * 1e3:.1f} ms | 1.0 |")  # fmt: skip
+    for storage, times in costs.items():
+        med = statistics.median(times)
+        p90 = statistics.quantiles(times, n=10)[-1]
+        print(f"| {storage}: ask + tell + storage | {med * 1e3:.1f} ms | "
+              f"{p90 * 1e3:.1f} ms | {med / base:.1f} |")  # fmt: skip
+
+    print(f"\n## Best value found (median over {seeds} seeds; lower is better)\n")
+    print("| function | method | " + " | ".join(f"{b} trials" for b in BUDGETS) + " |")
+    print("|---|---|" + "---:|" * len(BUDGETS))
+    for name in FUNCTIONS:
+        for method in ("tpe", "random", "sobol"):
+            runs = [best_after(name, method, seed) for seed in range(seeds)]
+            meds = [statistics.median(r[i] for r in runs) for i in range(len(BUDGETS))]
+            label = "sobol (sample)" if method == "sobol" else f"{method} (optimize)"
+            print(f"| {name} | {label} | " + " | ".join(f"{m:.4g}" for m in meds) + " |")
+
+
+if __name__ == "__main__":
+    main()
