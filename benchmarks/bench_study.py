@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from ductaflow.index import IndexFile
@@ -61,15 +62,15 @@ def block(space: dict, sampler: str, seed: int, trials: int, storage: str = "sql
     )  # fmt: skip
 
 
-def timed_ask(storage: str, trials: int, tmp: Path) -> list[float]:
-    """Seconds per trial: ask + name the run + tell (its value read from results.json) +
-    labels.json; the flow's own work (here: writing results.json) is not counted."""
+def ductaflow_trials(storage: str, tmp: Path) -> Iterator[float]:
+    """Seconds of each trial: ask + name the run + tell (its value read from results.json) +
+    labels.json, as ``ductaflow.trials`` does; the flow's own work (here: writing results.json)
+    is not counted."""
     fn, space = FUNCTIONS["quadratic"]
-    study = Study(block(space, "tpe", 0, trials, storage), tmp / f"{storage}-all", "bench")
-    run_dir = tmp / f"{storage}-all" / "run"
+    study = Study(block(space, "tpe", 0, 10**6, storage), tmp / f"ductaflow-{storage}", "bench")
+    run_dir = tmp / f"ductaflow-{storage}" / "run"
     run_dir.mkdir()
-    times = []
-    for _ in range(trials):
+    while True:
         t0 = time.perf_counter()
         trial = study.ask()
         study.name_run(trial, f"trial={trial.number:04d}-00000000")
@@ -78,12 +79,11 @@ def timed_ask(storage: str, trials: int, tmp: Path) -> list[float]:
         t2 = time.perf_counter()
         study.tell(trial.number, "ok", run_dir)
         write_json(run_dir / LABELS_FILE, {"trial": trial.number, "trial_state": "complete"})
-        times.append((t1 - t0) + (time.perf_counter() - t2))
-    return times
+        yield (t1 - t0) + (time.perf_counter() - t2)
 
 
-def optuna_alone(storage: str, trials: int, tmp: Path) -> list[float]:
-    """Seconds per trial of Optuna's own ask + tell, on its default storage of that kind (a
+def optuna_trials(storage: str, tmp: Path) -> Iterator[float]:
+    """Seconds of each trial of Optuna's own ask + tell, on its default storage of that kind (a
     plain ``sqlite:///`` URL; a journal file), as Optuna's documentation shows them."""
     import optuna
 
@@ -96,25 +96,22 @@ def optuna_alone(storage: str, trials: int, tmp: Path) -> list[float]:
            journal.JournalStorage(journal.JournalFileBackend(str(path / "study.log"))))  # fmt: skip
     dists = {k: optuna.distributions.FloatDistribution(*v["uniform"]) for k, v in space.items()}
     study = optuna.create_study(storage=url, sampler=optuna.samplers.TPESampler(seed=0))
-    times = []
-    for _ in range(trials):
+    while True:
         t0 = time.perf_counter()
         trial = study.ask(dists)
         study.tell(trial, fn(**trial.params))
-        times.append(time.perf_counter() - t0)
-    return times
+        yield time.perf_counter() - t0
 
 
-def plain_bookkeeping(n: int, tmp: Path) -> list[float]:
-    spec = {"name": "plain", "flows": [str(FLOW)], "grid": {"x": list(range(n))}}
-    specs = Sweep.from_dict(spec).expand(tmp / "plain")
+def plain_runs(tmp: Path) -> Iterator[float]:
+    """Seconds of a plain sweep's bookkeeping of each run (``bench_sweep.bookkeeping``)."""
+    spec = {"name": "plain", "flows": [str(FLOW)], "grid": {"x": list(range(10_000))}}
+    specs = Sweep.from_dict(spec).expand(tmp / "plain", inspect=False)
     index = IndexFile(tmp / "plain")
-    times = []
     for s in specs:
         t0 = time.perf_counter()
         bookkeeping(s, index, False, {})
-        times.append(time.perf_counter() - t0)
-    return times
+        yield time.perf_counter() - t0
 
 
 def best_after(name: str, method: str, seed: int) -> list[float]:
@@ -145,22 +142,23 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        plain = plain_bookkeeping(trials, tmp)
-        costs = {}
-        for storage in ("sqlite", "journal"):  # side by side
-            costs[f"Optuna alone, {storage}"] = optuna_alone(storage, trials, tmp)
-            costs[f"ductaflow study, {storage}"] = timed_ask(storage, trials, tmp)
-    base = statistics.median(plain)
-    print(f"## Study cost per trial (TPE, two floats, {trials} trials)\n")
-    print("| what | median | p90 | × plain run bookkeeping |")
+        kinds: dict[str, Iterator[float]] = {"plain sweep: one run's bookkeeping": plain_runs(tmp)}
+        for storage in ("sqlite", "journal"):
+            kinds[f"Optuna alone, {storage}: ask + tell"] = optuna_trials(storage, tmp)
+            kinds[f"ductaflow study, {storage}: ask + tell + run name + labels"] = ductaflow_trials(
+                storage, tmp
+            )
+        times: dict[str, list[float]] = {k: [] for k in kinds}
+        for _ in range(trials):  # interleaved: the machine's load falls on all alike
+            for kind, trial in kinds.items():
+                times[kind].append(next(trial))
+    base = statistics.median(times["plain sweep: one run's bookkeeping"])
+    print(f"## Cost per trial (TPE, two floats, trials 1-{trials}, interleaved)\n")
+    print("| what | median | p90 | × a plain run's bookkeeping |")
     print("|---|---:|---:|---:|")
-    print(f"| plain sweep: one run's bookkeeping | {base * 1e3:.1f} ms | "
-          f"{statistics.quantiles(plain, n=10)[-1] * 1e3:.1f} ms | 1.0 |")  # fmt: skip
-    for storage, times in costs.items():
-        med = statistics.median(times)
-        p90 = statistics.quantiles(times, n=10)[-1]
-        print(f"| {storage}: ask + tell + storage | {med * 1e3:.1f} ms | "
-              f"{p90 * 1e3:.1f} ms | {med / base:.1f} |")  # fmt: skip
+    for kind, values in times.items():
+        med, p90 = statistics.median(values), statistics.quantiles(values, n=10)[-1]
+        print(f"| {kind} | {med * 1e3:.1f} ms | {p90 * 1e3:.1f} ms | {med / base:.1f} |")
 
     print(f"\n## Best value found (median over {seeds} seeds; lower is better)\n")
     print("| function | method | " + " | ".join(f"{b} trials" for b in BUDGETS) + " |")

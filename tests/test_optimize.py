@@ -216,7 +216,8 @@ def test_failing_trials_are_recorded_with_their_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("backend", "storage"), [("dask-local", "journal"), ("loky", "sqlite"), ("slurm", "journal")]
+    ("backend", "storage"),
+    [("dask-local", "journal"), ("loky", "sqlite"), ("threading", "url"), ("slurm", "journal")],
 )
 def test_a_study_keeps_j_trials_in_flight_on(
     backend: str, storage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -230,7 +231,10 @@ def test_a_study_keeps_j_trials_in_flight_on(
             monkeypatch.setenv("SLURM_CONF", str(STATE_DIR / "slurm.conf"))
         if why := slurm_down():
             pytest.skip(why)
-    spec = write_spec(tmp_path, trials=5, sampler="tpe", storage=storage)
+    url = f"sqlite:///{tmp_path / 'server.db'}"  # what a database server's URL stands for
+    spec = write_spec(
+        tmp_path, trials=5, sampler="tpe", storage=url if storage == "url" else storage
+    )
     cmd = [sys.executable, "-m", "ductaflow", "sweep", str(spec), "-j", "2", "--backend",
            backend, "--no-progress", "--no-report"]  # fmt: skip
     if backend == "slurm":
@@ -238,9 +242,9 @@ def test_a_study_keeps_j_trials_in_flight_on(
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     root = tmp_path / "runs"
-    kept = {"journal": "study.log", "sqlite": "study.db"}
-    assert [p.name for p in (root / "q").glob("study.*")] == [kept[storage]]
-    study = ductaflow.load_study(root, "q")
+    kept = {"journal": ["study.log"], "sqlite": ["study.db"], "url": []}
+    assert [p.name for p in (root / "q").glob("study.*")] == kept[storage]
+    study = ductaflow.load_study(root, "q", url if storage == "url" else None)
     assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 5
     assert max_in_flight(study) <= 2  # asked when a slot frees, told before the next ask
     rows = index_rows(root, "q")
@@ -355,3 +359,56 @@ def test_a_sample_sweep_index_has_its_point_numbers(tmp_path: Path) -> None:
     rebuilt = run_cli("index", "runs", cwd=tmp_path)  # from the run directories alone
     assert rebuilt.returncode == 0
     assert sorted(int(r["sample"]) for r in index_rows(tmp_path / "runs", "s")) == [0, 1, 2]
+
+
+KILL_FLOW = """\
+# %% tags=["parameters"]
+x = 0.0
+kill = False
+import ductaflow
+
+ductaflow.parameters(globals())
+
+# %%
+import os
+import signal
+import time
+
+if kill:
+    os.kill(os.getppid(), signal.SIGKILL)  # the kernel's parent: the worker running this run
+    time.sleep(30)
+ductaflow.record("loss", x)
+"""
+
+
+def test_a_trial_that_kills_its_worker_is_a_failed_trial(tmp_path: Path) -> None:
+    (tmp_path / "kill.py").write_text(KILL_FLOW)
+    spec = {"name": "k", "flows": ["kill.py"], "optimize": {
+        "result": "loss", "trials": 5, "sampler": "random", "seed": 1,
+        "space": {"x": {"uniform": [0, 1]}, "kill": {"choice": [False, True]}},
+    }}  # fmt: skip
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    proc = run_cli("sweep", "spec.json", "-j", "2", "--backend", "loky", "--no-warm",
+                   "--no-progress", "--no-report", cwd=tmp_path, timeout=300)  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    study = ductaflow.load_study(tmp_path / "runs", "k")
+    trials = {t.number: t for t in study.get_trials()}
+    assert len(trials) == 5 and all(t.state.is_finished() for t in trials.values())
+    rows = index_rows(tmp_path / "runs", "k")
+    assert sorted(int(r["trial"]) for r in rows) == list(range(5))
+    for row in rows:
+        killed = row["param.kill"] == "True"
+        assert row["status"] == ("died" if killed else "ok"), row
+        assert trials[int(row["trial"])].state.name == ("FAIL" if killed else "COMPLETE")
+    assert {r["param.kill"] for r in rows} == {"True", "False"}  # the seed draws both
+
+
+def test_the_example_sweeps_plan_as_the_readme_says() -> None:
+    sample = run_cli("sweep", "sweeps/sample.json", "--dry-run", cwd=REPO)
+    assert sample.returncode == 0 and "scan: 16 runs" in sample.stdout, sample.stderr
+    optimize = run_cli("sweep", "sweeps/optimize.json", "--dry-run", "--runs-root",
+                       "/nonexistent/runs", cwd=REPO)  # fmt: skip
+    assert optimize.returncode == 0, optimize.stderr
+    assert optimize.stdout.startswith(
+        "tune: optimize sweep of 24 trials (tpe, minimize 'rmse' over alpha, model.depth)"
+    )
