@@ -1,16 +1,17 @@
 """What an ``optimize`` sweep's study costs per trial, and what it finds.
 
-    python benchmarks/bench_study.py             # 100 trials per storage, 5 seeds
+    python benchmarks/bench_study.py             # 100 trials per kind, 5 seeds
     python benchmarks/bench_study.py --quick     # 40 trials, 3 seeds
 
 1. The study's own cost per trial, the conductor's side of ``ductaflow.trials``: ask (TPE, two
    floats), remember the run's name, tell the value read from the run's ``results.json``, write
    the run's ``labels.json``; with the study in SQLite (``study.db``) and in Optuna's journal
-   (``study.log``). Side by side: a plain sweep's per-run bookkeeping (``bench_sweep``: claim,
+   (``study.log``). Interleaved trial by trial with Optuna alone (ask + tell on its default
+   storage of each kind) and with a plain sweep's per-run bookkeeping (``bench_sweep``: claim,
    CONFIG.json, status.json twice, index row appended), which every run pays in both kinds.
 2. Search quality, no kernels (the function is evaluated where the flow would record it): the
-   best value after 20, 40 and 80 trials for ``tpe`` and ``random`` (``optimize``) and a Sobol
-   ``sample`` of as many points, on two test functions, medians over the seeds.
+   best value after 20, 40 and 80 trials for ``tpe`` and ``random`` (``optimize``) and the first
+   20, 40, 80 points of a Sobol ``sample``, on two test functions, medians over the seeds.
 """
 
 from __future__ import annotations
