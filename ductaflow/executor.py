@@ -174,6 +174,11 @@ def execute_sweep(sweep: Sweep, options: SweepOptions | None = None) -> SweepRep
         run_options = dataclasses.replace(run_options, preload=sweep.preload)
     root = Path(opts.runs_root).absolute()
     feed: TrialFeed | None = None
+    if sweep.optimize is not None and (opts.force or opts.only):
+        raise InputError(
+            f"{sweep.source or sweep.name}: --force and --only do not apply to an optimize sweep "
+            "(its study chooses the runs); raise optimize.trials to run more"
+        )
     if sweep.optimize is not None and opts.dry_run:
         return SweepReport(sweep.name, root, Plan((), ()))  # the CLI says describe_optimize
     if sweep.optimize is not None:  # the study asks for the runs; its earlier trials are planned
@@ -207,7 +212,10 @@ def execute_sweep(sweep: Sweep, options: SweepOptions | None = None) -> SweepRep
     backend = get_backend(opts.backend, n_jobs, warm=run_options.warm, options=backend_options)
     if todo:
         backend.check()  # e.g. sbatch --test-only: a refusal leaves nothing behind
-    log.info("%s", plan.describe(sweep.name))
+    if feed is None:
+        log.info("%s", plan.describe(sweep.name))
+    else:
+        log.info("%s: optimize, %d of %d trials to run", sweep.name, todo, feed.block.trials)
     kernels = "warm" if run_options.warm else "standard"
     log.info("%s: backend %s, -j %d, %s kernels", sweep.name, backend.name, n_jobs, kernels)
 

@@ -311,6 +311,18 @@ def test_a_bad_input_is_one_line_exit_2_before_any_run(tmp_path: Path) -> None:
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "'optimize'.space: 'x'" in proc.stderr
     assert not (tmp_path / "runs").exists()
+    spec = write_spec(tmp_path)
+    for option in ("--force", "--only=failed"):
+        proc = run_cli("sweep", spec, option, cwd=tmp_path)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "--force and --only do not apply to an optimize sweep" in proc.stderr
+    bad = json.loads(spec.read_text()) | {"run_name": "x{x}-{hash}"}
+    spec.write_text(json.dumps(bad))
+    proc = run_cli("sweep", spec, cwd=tmp_path)
+    assert proc.returncode == 2 and "'run_name': an optimize sweep's run names need {trial}" in (
+        proc.stderr
+    )
+    assert not (tmp_path / "runs").exists()
 
 
 def test_without_optuna_it_says_which_extra(tmp_path: Path) -> None:
