@@ -141,8 +141,10 @@ class DaskBackend(Backend):
                         outcome = settle_killed(spec, since, error)
                     yield outcome
             finally:
-                if pending:
-                    _stop(client, list(pending), token, self._signum)
+                if pending:  # Ctrl-C here (or SIGTERM), or stop() closing this generator
+                    exc = sys.exc_info()[1]
+                    signum = self._signum if isinstance(exc, GeneratorExit) else None
+                    _stop(client, list(pending), token, signum or interrupting_signal(exc))
 
     @contextlib.contextmanager
     def _connect(self, n_workers: int, runs_root: Path) -> Iterator[Client]:

@@ -126,18 +126,21 @@ def test_dask_local_leaves_no_scratch_after_a_clean_sweep(
     assert leftovers(tmp) == []  # no df-zygote-*, no dask-scratch-space
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_dask_local_ctrl_c_is_recorded_as_ctrl_c(
-    tmp_path: Path, tmpdir_env: tuple[Path, dict[str, str]]
+    tmp_path: Path, tmpdir_env: tuple[Path, dict[str, str]], signum: int
 ) -> None:
+    """Its runs are recorded as stopped by the signal that stopped the conductor."""
     pytest.importorskip("distributed")
     tmp, env = tmpdir_env
     work, proc = sweep_in_flight(tmp_path, env, 4, "--backend", "dask-local")
     running = started_runs(work)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1 and "interrupted" in out, out + err
     errors = [json.loads((run / "status.json").read_text())["error"] for run in running]
-    assert all("SIGINT" in e and "SIGTERM" not in e for e in errors), errors
+    name, other = ("SIGINT", "SIGTERM") if signum == signal.SIGINT else ("SIGTERM", "SIGINT")
+    assert all(name in e and other not in e for e in errors), errors
     assert not wait_no_kernels(work)
     assert leftovers(tmp) == []
 
