@@ -170,11 +170,16 @@ def test_orphaned_pool_workers_start_no_new_run(
     assert set(statuses.values()) == {"interrupted"}, statuses
 
 
+@pytest.mark.parametrize(
+    "backend", [("--no-warm",), ("--backend", "dask-local")], ids=["loky", "dask-local"]
+)
 def test_the_next_sweep_removes_what_a_killed_one_left(
-    tmp_path: Path, tmpdir_env: tuple[Path, dict[str, str]]
+    tmp_path: Path, tmpdir_env: tuple[Path, dict[str, str]], backend: tuple[str, ...]
 ) -> None:
+    if "dask-local" in backend:
+        pytest.importorskip("distributed")
     tmp, env = tmpdir_env
-    work, proc = sweep_in_flight(tmp_path, env, 4, "--no-warm")
+    work, proc = sweep_in_flight(tmp_path, env, 4, *backend)
     proc.kill()
     proc.communicate(timeout=30)
     assert not wait_no_kernels(work, 30)
