@@ -29,11 +29,20 @@ DEADLINE_S = 60.0
 
 @pytest.fixture
 def tmpdir_env(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
-    """A fresh ``TMPDIR``, short enough for the Unix socket paths that go below it."""
+    """A fresh ``TMPDIR``, short enough for the Unix socket paths that go below it; a sweep a
+    failed test left going is killed with its process group."""
     tmp = Path(tempfile.mkdtemp(prefix="df9-", dir="/tmp"))
     env = {k: v for k, v in os.environ.items() if k != "DUCTAFLOW_SCRATCH"}
     yield tmp, {**env, "TMPDIR": str(tmp)}
+    for proc in _STARTED.pop(str(tmp), []):
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+#: the sweeps each test started, by its TMPDIR (for the fixture's teardown only)
+_STARTED: dict[str, list[subprocess.Popen[str]]] = {}
 
 
 def leftovers(tmp: Path) -> list[str]:
@@ -47,11 +56,14 @@ def leftovers(tmp: Path) -> list[str]:
 
 
 def start_sweep(work: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "ductaflow", "sweep", "s.json", "-j", "2", "--no-report",
          "--no-progress", *args],
         cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
     )  # fmt: skip
+    _STARTED.setdefault(env["TMPDIR"], []).append(proc)
+    return proc
 
 
 def wait_until(what: object, seconds: float = DEADLINE_S) -> None:
