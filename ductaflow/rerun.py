@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -77,7 +78,7 @@ def rebuild_spec(run_dir: str | Path) -> Rerun:
             log.warning(
                 "%s: flow %s changed since this run executed it (sha256 %.8s -> %.8s); "
                 "it reruns as the file is now",
-                run_dir, ref.path, record["sha256"], ref.sha256,
+                run_dir, os.path.normpath(ref.path), record["sha256"], ref.sha256,
             )  # fmt: skip
             changed.append(ref.path)
         flows.append(ref)
