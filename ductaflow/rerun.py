@@ -3,9 +3,9 @@
 Each run is rebuilt from its ``CONFIG.json`` and the flows its ``status.json`` records (by path,
 as the files are now: a flow whose sha256 changed since the run is named in a warning) and
 executed again in the same directory, by the executor, as a sweep of its own. The attempt before
-is kept: ``status.json``'s ``attempt_log`` gets one entry per earlier attempt (``started``,
-``ended``, ``host``, ``status``, ``error``), ``attempts`` counts them all, and the run's row in
-``index.csv`` is replaced.
+is kept: ``status.json``'s ``attempt_log`` lists every attempt, the last one included
+(``started``, ``ended``, ``host``, ``job_id``, ``status``, ``error``), ``attempts`` counts them,
+and the run's row in ``index.csv`` is replaced.
 
 ``select_runs`` picks runs from the index by a pandas query, where ``param.alpha`` may be
 written as it is (dotted column names are backtick-quoted before ``DataFrame.query``).
@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,9 @@ from .debug import load_run, recorded_flows
 from .errors import InputError
 from .executor import SweepOptions, SweepReport, execute_runs
 from .index import IndexFile, build_row, load_index
+from .lifecycle import UNFINISHED_ERROR
 from .rundir import STATUS_FILE, is_claimed, read_status, write_json
-from .spec import OK, FlowRef, RunSpec
+from .spec import INTERRUPTED, OK, RUNNING, FlowRef, RunSpec
 
 __all__ = ["ATTEMPT_LOG", "Rerun", "quote_columns", "rebuild_spec", "rerun_runs", "select_runs"]
 
@@ -93,35 +94,47 @@ def rebuild_spec(run_dir: str | Path) -> Rerun:
     return Rerun(spec, status, tuple(changed))
 
 
-def _attempt_entry(status: dict[str, Any]) -> dict[str, Any]:
-    """One ``attempt_log`` entry: how a recorded attempt went."""
+def _attempt_entry(status: Mapping[str, Any]) -> dict[str, Any]:
+    """One ``attempt_log`` entry: when, where and how one recorded attempt ended."""
     return {
         "started": status.get("started"),
         "ended": status.get("finished"),
         "host": status.get("host"),
+        "job_id": status.get("job_id"),
         "status": status.get("status"),
         "error": status.get("error"),
     }
 
 
+def _attempts(status: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    """The attempts a ``status.json`` records, the last one included, and how many it counts
+    (a ductaflow that kept no ``attempt_log`` recorded only the last attempt, and counted the
+    retries of one sweep in ``attempts``)."""
+    entries = status.get(ATTEMPT_LOG)
+    log = [dict(e) for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+    if not log or log[-1].get("started") != status.get("started"):
+        log.append(_attempt_entry(status))
+    if log[-1].get("status") == RUNNING:  # its process ended before it recorded the attempt
+        log[-1].update(status=INTERRUPTED, error=UNFINISHED_ERROR)
+    counted = status.get("attempts")
+    return log, max(len(log), counted if isinstance(counted, int) else 0)
+
+
 def _keep_attempts(rerun: Rerun) -> bool:
-    """Carry the earlier attempts into the run's new ``status.json``; False when it did not run
-    again (its status is the one from before)."""
-    before, run_dir = rerun.before, rerun.spec.run_dir
+    """Carry the earlier attempts into the run's new ``status.json``: ``attempt_log`` lists
+    every attempt (the last one included) and ``attempts`` counts them. False when the run did
+    not execute again (its status is the one from before)."""
+    run_dir = rerun.spec.run_dir
     now = read_status(run_dir)
-    if now is None or now.get("started") == before.get("started"):
+    if now is None or now.get("started") == rerun.before.get("started"):
         return False
-    earlier = [e for e in before.get(ATTEMPT_LOG) or () if isinstance(e, dict)]
-    log_now = [e for e in now.get(ATTEMPT_LOG) or () if isinstance(e, dict)]
-    if any(e.get("started") == before.get("started") for e in log_now):
-        return True  # the engine carried them itself
-    try:
-        counted = max(int(before.get("attempts") or 1), len(earlier) + 1)
-        added = int(now.get("attempts") or 1)
-    except (TypeError, ValueError):
-        counted, added = len(earlier) + 1, 1
-    now[ATTEMPT_LOG] = [*earlier, _attempt_entry(before), *log_now]
-    now["attempts"] = counted + added
+    earlier, counted = _attempts(rerun.before)
+    new, added = _attempts(now)
+    known = {e.get("started") for e in earlier}
+    carried = [e for e in new if e.get("started") in known]  # the engine kept some itself
+    new = [e for e in new if e.get("started") not in known]
+    now[ATTEMPT_LOG] = [*earlier, *new]
+    now["attempts"] = counted + added - len(carried)
     write_json(run_dir / STATUS_FILE, now)
     return True
 

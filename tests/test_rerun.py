@@ -69,11 +69,13 @@ def test_a_failed_run_reruns_ok_after_the_flow_is_fixed(swept: Path) -> None:
     after = read_json(bad / "status.json")
     assert after["status"] == "ok" and after["attempts"] == 2
     assert after["started"] > before["started"]
-    (earlier,) = after["attempt_log"]
+    earlier, last = after["attempt_log"]  # every attempt, this one included
     assert earlier == {
         "started": before["started"], "ended": before["finished"], "host": before["host"],
-        "status": "failed", "error": before["error"],
+        "job_id": before.get("job_id"), "status": "failed", "error": before["error"],
     }  # fmt: skip
+    assert last["started"] == after["started"] and last["status"] == "ok"
+    assert last["ended"] == after["finished"] and last["error"] is None
     assert read_json(bad / "results.json") == {"double": 6}
     index = rows(swept)
     assert index[bad.name]["status"] == "ok" and index[bad.name]["attempts"] == 2
@@ -88,7 +90,7 @@ def test_a_failed_run_reruns_ok_after_the_flow_is_fixed(swept: Path) -> None:
     assert "changed since" not in proc.stderr  # the flow is as the last attempt ran it
     status = read_json(bad / "status.json")
     assert status["attempts"] == 3
-    assert [e["status"] for e in status["attempt_log"]] == ["failed", "ok"]
+    assert [e["status"] for e in status["attempt_log"]] == ["failed", "ok", "ok"]
 
 
 def test_a_run_that_fails_again_exits_1_and_counts_the_attempt(swept: Path) -> None:
@@ -97,8 +99,17 @@ def test_a_run_that_fails_again_exits_1_and_counts_the_attempt(swept: Path) -> N
     assert proc.returncode == 1, proc.stderr
     assert f"failed: {bad} (attempt 2): AssertionError: x=3 breaks this flow" in proc.stdout
     status = read_json(bad / "status.json")
-    assert status["attempts"] == 2 and len(status["attempt_log"]) == 1
+    assert status["attempts"] == 2
+    assert [e["status"] for e in status["attempt_log"]] == ["failed", "failed"]
     assert rows(swept)[bad.name]["attempts"] == 2
+    # the retries of a sweep count too (a sweep records the attempts of its own execution)
+    proc = run_cli("sweep", "sweep.json", "--retries", "1", "--no-progress", cwd=swept)
+    assert proc.returncode == 1 and read_json(bad / "status.json")["attempts"] == 2
+    proc = run_cli("rerun", bad, "--no-progress", cwd=swept)
+    assert f"failed: {bad} (attempt 3)" in proc.stdout
+    status = read_json(bad / "status.json")
+    assert status["attempts"] == 3 and rows(swept)[bad.name]["attempts"] == 3
+    assert status["attempt_log"][-1]["started"] == status["started"]
 
 
 def test_where_selects_runs_by_a_query_over_the_index(swept: Path) -> None:
