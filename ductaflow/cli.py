@@ -206,7 +206,7 @@ def _jupyter_command() -> list[str]:
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
     from .executor import SweepOptions
-    from .rerun import describe, rerun_runs, select_runs
+    from .rerun import rerun_runs, select_runs
     from .spec import RunOptions
 
     if bool(args.run_dirs) == bool(args.where):
@@ -226,17 +226,18 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
         n_jobs=args.jobs, progress=not args.no_progress,
         run=RunOptions(timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel),
     )  # fmt: skip
-    reports = rerun_runs(run_dirs, options, only_failed=only_failed)
-    if not reports:
+    done = rerun_runs(run_dirs, options, only_failed=only_failed)
+    if not done.outcomes:
         print("nothing to rerun: every run given ended ok")
         return EXIT_OK
-    for line in describe(reports):
+    for line in done.lines():
         print(line)
-    for report in reports:
-        print(report.summary())
+    for report in done.reports:
         if report.error:
             print(f"ductaflow: error: {report.error}", file=sys.stderr)
-    return EXIT_OK if all(r.ok for r in reports) else EXIT_FAILED
+    if done.interrupted:
+        raise KeyboardInterrupt
+    return EXIT_OK if done.ok else EXIT_FAILED
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -17,8 +17,8 @@ import dataclasses
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,21 @@ from .config import config_hash
 from .debug import load_run, recorded_flows
 from .errors import InputError
 from .executor import SweepOptions, SweepReport, execute_runs
-from .index import IndexFile, build_row, load_index
+from .index import INDEX_FILE, IndexFile, build_row, load_index
 from .lifecycle import UNFINISHED_ERROR
+from .process import now
 from .rundir import STATUS_FILE, is_claimed, read_status, write_json
-from .spec import INTERRUPTED, OK, RUNNING, FlowRef, RunSpec
+from .spec import INTERRUPTED, OK, RUNNING, FlowRef, Outcome, RunSpec
 
-__all__ = ["ATTEMPT_LOG", "Rerun", "quote_columns", "rebuild_spec", "rerun_runs", "select_runs"]
+__all__ = [
+    "ATTEMPT_LOG",
+    "Rerun",
+    "RerunReport",
+    "quote_columns",
+    "rebuild_spec",
+    "rerun_runs",
+    "select_runs",
+]
 
 log = logging.getLogger("ductaflow")
 
@@ -139,13 +148,54 @@ def _keep_attempts(rerun: Rerun) -> bool:
     return True
 
 
+@dataclass
+class RerunReport:
+    """What ``rerun_runs`` did: one sweep report per runs root, and the runs that belong to
+    no indexed runs root (``ductaflow run --run-dir``), executed alone and not indexed."""
+
+    reports: list[SweepReport] = field(default_factory=list)
+    alone: list[Outcome] = field(default_factory=list)
+
+    @property
+    def outcomes(self) -> list[Outcome]:
+        return [*(o for r in self.reports for o in r.outcomes), *self.alone]
+
+    @property
+    def ok(self) -> bool:
+        """True when every rerun run ended ``ok`` (and no sweep was stopped)."""
+        return all(r.ok for r in self.reports) and all(
+            o.result is None or o.result.ok for o in self.alone
+        )
+
+    @property
+    def interrupted(self) -> bool:
+        """True when Ctrl-C (or SIGTERM) stopped the rerun."""
+        return any(r.interrupted for r in self.reports) or any(
+            o.result is not None and o.result.status == INTERRUPTED for o in self.alone
+        )
+
+    def lines(self) -> list[str]:
+        """One line per rerun run (status, directory, attempt, error), then each summary."""
+        lines = []
+        for outcome in self.outcomes:
+            result = outcome.result
+            if result is None:
+                continue
+            status = read_status(result.run_dir) or {}
+            line = f"{result.status}: {result.run_dir} (attempt {status.get('attempts', '?')})"
+            if not result.ok and result.error:
+                line += f": {result.error}"
+            lines.append(line)
+        return lines + [r.summary() for r in self.reports]
+
+
 def rerun_runs(
     run_dirs: Iterable[str | Path],
     options: SweepOptions | None = None,
     *,
     only_failed: bool = False,
-) -> list[SweepReport]:
-    """Run these recorded runs again in place; one report per runs root they belong to.
+) -> RerunReport:
+    """Run these recorded runs again in place, a sweep per runs root they belong to.
 
     Every run is rebuilt (and checked) before any executes: ``InputError`` for a directory that
     is not a run. ``only_failed``: leave the runs that ended ``ok`` alone. ``options``: how they
@@ -160,16 +210,32 @@ def rerun_runs(
     for rerun in chosen:
         by_root.setdefault(rerun.root, []).append(rerun)
     opts = options or SweepOptions(progress=False)
-    reports = []
+    done = RerunReport()
     for root, reruns in by_root.items():
-        group = dataclasses.replace(opts, runs_root=root, force=True, only=None, dry_run=False)
-        report = execute_runs(RERUN_NAME, [r.spec for r in reruns], group)
-        kept = [r.spec.run_dir for r in reruns if _keep_attempts(r)]
+        indexed = (root / INDEX_FILE).is_file()
+        alone = [r for r in reruns if not indexed and not r.before.get("sweep")]
+        swept = [r for r in reruns if r not in alone]
+        for rerun in alone:  # a run of `ductaflow run` somewhere: no runs root to index
+            if not done.interrupted:
+                done.alone.append(_run_alone(rerun.spec, opts))
+        if swept and not done.interrupted:
+            group = dataclasses.replace(opts, runs_root=root, force=True, only=None, dry_run=False)
+            done.reports.append(execute_runs(RERUN_NAME, [r.spec for r in swept], group))
+        for rerun in alone:
+            _keep_attempts(rerun)
+        kept = [r.spec.run_dir for r in swept if _keep_attempts(r)]
         if kept:
             IndexFile(root).merge(build_row(d, read_status(d)) for d in kept)
-            _refresh_reports(root, {r.spec.sweep for r in reruns})
-        reports.append(report)
-    return reports
+            _refresh_reports(root, {r.spec.sweep for r in swept})
+    return done
+
+
+def _run_alone(spec: RunSpec, options: SweepOptions) -> Outcome:
+    """Execute one run under its claim, as a sweep's worker would, without an index."""
+    from .task import run_task
+
+    # one kernel: a warm process would only add its own start to it
+    return run_task(spec, dataclasses.replace(options.run, warm=False), force=True, since=now())
 
 
 def _refresh_reports(root: Path, sweeps: Iterable[str]) -> None:
@@ -224,19 +290,3 @@ def select_runs(root: str | Path, where: str, *, only_failed: bool = False) -> l
     if only_failed:
         picked = picked[picked["status"] != OK]
     return [Path(d) for d in picked["run_dir"]]
-
-
-def describe(reports: Sequence[SweepReport]) -> list[str]:
-    """One line per rerun run: its status, directory, attempt and error."""
-    lines = []
-    for report in reports:
-        for outcome in report.outcomes:
-            result = outcome.result
-            if result is None:
-                continue
-            status = read_status(result.run_dir) or {}
-            line = f"{result.status}: {result.run_dir} (attempt {status.get('attempts', '?')})"
-            if not result.ok and result.error:
-                line += f": {result.error}"
-            lines.append(line)
-    return lines

@@ -196,3 +196,16 @@ def test_a_moved_runs_root_loads_with_its_report_links(swept: Path, tmp_path_fac
     proc = run_cli("rerun", bad, "--no-progress", cwd=moved)
     assert proc.returncode == 1 and f"failed: {bad} (attempt 2)" in proc.stdout
     assert load_index(moved).set_index("run").loc[bad.name, "attempts"] == 2
+
+
+def test_a_run_of_ductaflow_run_reruns_where_it_is_without_an_index(tmp_path: Path) -> None:
+    (tmp_path / "double.py").write_text(FLOW)
+    proc = run_cli("run", "double.py", "--set", "x=3", "--run-dir", "out/r1", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    (tmp_path / "double.py").write_text(FLOW.replace(BROKEN, "pass"))
+    proc = run_cli("rerun", "out/r1", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"ok: {tmp_path / 'out' / 'r1'} (attempt 2)" in proc.stdout
+    assert read_json(tmp_path / "out" / "r1" / "results.json") == {"double": 6}
+    # no runs root: nothing indexed above the run directory
+    assert not list(tmp_path.rglob(INDEX_FILE)) and not (tmp_path.parent / INDEX_FILE).exists()
