@@ -22,7 +22,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -376,16 +376,18 @@ class GivenRuns:
     name: str
     specs: tuple[RunSpec, ...]
     preload: tuple[str, ...] = ()
+    #: not an optimize sweep (what ``execute_sweep`` asks of a sweep that a study drives)
+    optimize: None = None
 
     def expand(self, runs_root: str | Path, inspect: bool = True) -> list[RunSpec]:
         return list(self.specs)
 
-    def check(self, specs: Sequence[RunSpec], kernel: str | None = None) -> list[str]:
+    def check(self, specs: Iterable[RunSpec], kernel: str | None = None) -> list[str]:
         return []  # their flows' source was checked when they were first swept
 
 
 def execute_runs(
-    name: str, specs: Sequence[RunSpec], options: SweepOptions | None = None
+    name: str, specs: Iterable[RunSpec], options: SweepOptions | None = None
 ) -> SweepReport:
     """Execute these runs, whose directories are under ``options.runs_root``, as one sweep
     called ``name`` (the bar, the log): planned, indexed and recorded as a sweep's are."""
