@@ -160,7 +160,9 @@ def _debug_commands(sub: Any) -> None:
     rerun = sub.add_parser(
         "rerun", help="run recorded runs again in place, from their CONFIG.json and flows"
     )
-    rerun.add_argument("run_dirs", nargs="*", type=Path, metavar="RUN_DIR")
+    rerun.add_argument(
+        "run_dirs", nargs="*", type=Path, metavar="RUN_DIR", help="run directories to rerun"
+    )
     rerun.add_argument(
         "--where", metavar="QUERY",
         help="runs of the index matching a pandas query, e.g. \"param.alpha > 0.5 and "
@@ -172,7 +174,13 @@ def _debug_commands(sub: Any) -> None:
     rerun.add_argument("--only", choices=("failed",), help="only the runs that did not end ok")
     rerun.add_argument("-j", "--jobs", type=int, metavar="N", help="parallel runs (default: cores)")
     rerun.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _execution_options(rerun)
+    rerun.add_argument("--timeout", type=_positive, metavar="S", help="seconds one cell may run")
+    rerun.add_argument(
+        "--run-timeout", type=_positive, metavar="S", help="seconds a whole run may take"
+    )
+    rerun.add_argument(
+        "--kernel", metavar="NAME", help="a registered kernelspec (default: this Python)"
+    )
 
 
 def _cmd_open(args: argparse.Namespace) -> int:
