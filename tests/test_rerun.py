@@ -4,13 +4,17 @@ moves with its index and report."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from conftest import read_json, run_cli
+from conftest import read_json, run_cli, wait_for, wait_no_kernels
 
 from ductaflow.index import INDEX_FILE, load_index
 from ductaflow.rerun import quote_columns
@@ -209,3 +213,35 @@ def test_a_run_of_ductaflow_run_reruns_where_it_is_without_an_index(tmp_path: Pa
     assert read_json(tmp_path / "out" / "r1" / "results.json") == {"double": 6}
     # no runs root: nothing indexed above the run directory
     assert not list(tmp_path.rglob(INDEX_FILE)) and not (tmp_path.parent / INDEX_FILE).exists()
+
+
+def test_ctrl_c_stops_a_rerun_and_records_the_attempt(tmp_path: Path) -> None:
+    hold, began = tmp_path / "hold", tmp_path / "began"
+    slow = FLOW.replace(
+        BROKEN,
+        f"import os, time\nif os.path.exists({str(hold)!r}):\n"
+        f"    open({str(began)!r}, 'w').close()\n    time.sleep(120)",
+    )
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "double.py").write_text(slow)
+    spec = {"name": "s", "flows": ["flows/double.py"], "grid": {"x": [1]}}
+    (tmp_path / "sweep.json").write_text(json.dumps(spec))
+    assert run_cli("sweep", "sweep.json", "--no-progress", cwd=tmp_path).returncode == 0
+    run_dir = run_of(tmp_path, 1)
+    hold.touch()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ductaflow", "rerun", str(run_dir), "--no-progress"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, like a shell job
+    )  # fmt: skip
+    wait_for(began.exists, seconds=60, what="the rerun to start")
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "ductaflow: interrupted" in err and f"interrupted: {run_dir} (attempt 2)" in out
+    status = read_json(run_dir / "status.json")
+    assert status["status"] == "interrupted" and status["attempts"] == 2
+    assert [e["status"] for e in status["attempt_log"]] == ["ok", "interrupted"]
+    row = rows(tmp_path)[run_dir.name]
+    assert row["status"] == "interrupted" and row["attempts"] == 2
+    assert not wait_no_kernels(tmp_path, seconds=15)
