@@ -33,16 +33,27 @@ ductaflow.record("double", x * 2)
 """
 
 
+def sweep_in(project: Path) -> Path:
+    """A sweep of three runs in ``project``, x=3 failed; its report written."""
+    (project / "flows").mkdir()
+    (project / "flows" / "double.py").write_text(FLOW)
+    spec = {"name": "s", "flows": ["flows/double.py"], "grid": {"x": [1, 2, 3]}}
+    (project / "sweep.json").write_text(json.dumps(spec))
+    proc = run_cli("sweep", "sweep.json", "-j", "2", "--no-progress", cwd=project)
+    assert proc.returncode == 1, proc.stderr
+    return project
+
+
 @pytest.fixture
 def swept(tmp_path: Path) -> Path:
-    """A sweep of three runs, x=3 failed; its report written. Returns the project folder."""
-    (tmp_path / "flows").mkdir()
-    (tmp_path / "flows" / "double.py").write_text(FLOW)
-    spec = {"name": "s", "flows": ["flows/double.py"], "grid": {"x": [1, 2, 3]}}
-    (tmp_path / "sweep.json").write_text(json.dumps(spec))
-    proc = run_cli("sweep", "sweep.json", "-j", "2", "--no-progress", cwd=tmp_path)
-    assert proc.returncode == 1, proc.stderr
-    return tmp_path
+    """The project folder of a fresh sweep (``sweep_in``), for a test to change."""
+    return sweep_in(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def swept_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One sweep shared by the tests that must leave it as it is."""
+    return sweep_in(tmp_path_factory.mktemp("swept"))
 
 
 def run_of(project: Path, x: int) -> Path:
@@ -148,7 +159,8 @@ def test_where_selects_runs_by_a_query_over_the_index(swept: Path) -> None:
         (["--where", "param.x > 1", "--root", "nowhere"], "no runs recorded"),
     ],
 )
-def test_bad_input_is_exit_2_in_one_line(swept: Path, args: list[str], said: str) -> None:
+def test_bad_input_is_exit_2_in_one_line(swept_once: Path, args: list[str], said: str) -> None:
+    swept = swept_once
     before = {p: p.read_text() for p in (swept / "runs" / "s").glob("*/status.json")}
     proc = run_cli("rerun", *args, cwd=swept)
     assert proc.returncode == 2, proc.stdout + proc.stderr
