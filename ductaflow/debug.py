@@ -112,7 +112,10 @@ def debug_flow(run_dir: str | Path, flow: str | None = None, *, script: bool = F
     status, config = load_run(run_dir)
     record = _choose(recorded_flows(status), flow, run_dir)
     path = Path(record["path"])
-    ref = FlowRef.from_path(path)  # a clear error when the flow file is gone
+    try:
+        ref = FlowRef.from_path(path)
+    except InputError as exc:  # the flow file is gone, or no longer a flow
+        raise InputError(f"{run_dir}: cannot open the flow it ran: {exc}") from None
     changed = bool(record.get("sha256")) and record.get("sha256") != ref.sha256
     if changed:
         log.warning("%s: the flow changed since this run executed it", path)

@@ -92,6 +92,13 @@ def test_it_opens_the_failed_flow_by_default(tmp_path: Path) -> None:
         debug_flow(run_dir, "nope")
 
 
+def test_a_gone_flow_is_a_clear_error(recorded_run: tuple[Path, Path]) -> None:
+    flow, run_dir = recorded_run
+    flow.unlink()
+    with pytest.raises(InputError, match=r"r1: cannot open the flow it ran: .*work\.py"):
+        debug_flow(run_dir)
+
+
 def test_not_a_run_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"no readable status\.json"):
         debug_flow(tmp_path)
