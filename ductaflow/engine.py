@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-from .checks import flow_kernel, is_clean_exit
+from .capture import KERNEL_SETUP, CapturingClient, FlowCapture, output_name
+from .checks import INJECTED_TAG, flow_kernel, is_clean_exit
 from .errors import DuctaflowError, ExecutionError
 from .kernel import STARTUP_TIMEOUT, Kernel, KernelStarter, StandardStarter, open_kernel
 from .notebook import (
@@ -49,6 +49,7 @@ from .spec import (
     RunOptions,
     RunResult,
     RunSpec,
+    RunWarning,
 )
 
 __all__ = ["RunInterrupted", "execute_run", "run_flow"]
@@ -149,6 +150,8 @@ class _Flow:
     kernel: Kernel | None = None
     #: index of the cell executing now (None between cells and after the last one)
     current: int | None = None
+    #: its ``<flow>_output.txt`` and runtime warnings
+    capture: FlowCapture | None = None
 
 
 async def _execute_flow(
@@ -162,11 +165,14 @@ async def _execute_flow(
     """Execute one flow in a kernel of its own; every failure is in the returned result."""
     state = _Flow(ref, spec.run_dir / ref.notebook_name, ref.sha256)
     started, t0 = now(), time.perf_counter()
-    warnings: list[str] = []
+    checks: list[str] = []
     autosave: _Autosave | None = None
+    capture = state.capture = FlowCapture.open(
+        ref.name, spec.run_dir / output_name(ref.name), options.output_limit
+    )
     try:
         flow_nb, state.sha256 = read_flow(ref.path)
-        state.nb, warnings = build_notebook(
+        state.nb, checks = build_notebook(
             flow_nb, spec.config, config_hash=spec.config_hash, ref=ref
         )
         save_notebook(state.nb, state.notebook_path)
@@ -182,6 +188,8 @@ async def _execute_flow(
             await asyncio.shield(state.kernel.stop())
         if state.nb is not None:
             _finish_notebook(state)
+        capture.end(state.status, state.error, time.perf_counter() - t0)
+        capture.close()
     kernel = state.kernel
     result = FlowResult(
         name=ref.name,
@@ -198,7 +206,8 @@ async def _execute_flow(
         kernel_start_s=round(kernel.start_s, 4) if kernel is not None else None,
         stopped_at_cell=state.stopped_at_cell,
     )
-    return result, warnings
+    warnings = [RunWarning("check", text, ref.name) for text in checks]
+    return result, [*warnings, *capture.warnings]
 
 
 async def _run_cells(
@@ -224,13 +233,17 @@ async def _run_cells(
         starter = StandardStarter(own)  # an .ipynb flow's own kernelspec
     state.kernel = kernel = await open_kernel(starter, run_dir, env, startup_timeout=startup)
     nb = state.nb
-    client = NotebookClient(
+    client = CapturingClient(
         nb,
         km=kernel.km,
         record_timing=True,
         resources={"metadata": {"path": str(run_dir)}},
     )
     client.kc = kernel.kc
+    client.capture = capture = state.capture
+    # warnings and log records out of the kernel (see capture); its reply is not waited for:
+    # the kernel runs it before the first cell, and nbclient skips messages that are not a cell's
+    kernel.kc.execute(KERNEL_SETUP, silent=True, store_history=False, stop_on_error=False)
 
     def cell_timeout(_cell: Any) -> float | None:
         limits = [options.timeout] if options.timeout else []
@@ -243,6 +256,9 @@ async def _run_cells(
         if cell.cell_type != "code":
             continue
         state.current = index
+        if capture is not None and cell.source.strip():
+            injected = INJECTED_TAG in cell.metadata.get("tags", [])
+            capture.start_cell(None if injected else flow_cell_number(nb, index))
         await client.async_execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
         autosave.cell_done()
     state.current = None
@@ -324,7 +340,7 @@ async def _attempt(
     started, t0 = now(), time.perf_counter()
     deadline = time.monotonic() + options.run_timeout if options.run_timeout else None
     flows: list[FlowResult] = [FlowResult.not_run(ref) for ref in spec.flows]
-    warnings: list[str] = []
+    warnings: list[RunWarning] = []
 
     def record(status: str, finished: str | None = None, **kw: Any) -> RunResult:
         result = RunResult(
@@ -351,6 +367,9 @@ async def _attempt(
         )
         flows[i] = flow_result
         warnings.extend(flow_warnings)
+        raised = [w for w in flow_warnings if w.runtime]
+        if flow_result.status == OK and raised and options.strict_warnings:
+            return record(FAILED, now(), error=_strict_error(raised), failed_flow=ref.name)
         if flow_result.status != OK:
             return record(
                 flow_result.status,
@@ -362,6 +381,14 @@ async def _attempt(
         if i + 1 < len(spec.flows):
             record(RUNNING)
     return record(OK, now())
+
+
+def _strict_error(raised: list[RunWarning]) -> str:
+    n = sum(w.count for w in raised)
+    return one_line(
+        f"StrictWarnings: the flow raised {n} warning{'s' if n != 1 else ''} "
+        f"({raised[0]}); --strict-warnings counts a warning as a failure"
+    )
 
 
 async def _execute_run_async(
@@ -385,7 +412,9 @@ async def _execute_run_async(
     watching = parent is not None or stop is not None
     watchdog = asyncio.ensure_future(_watch(parent, stop, interrupt)) if watching else None
     try:
-        base = {**provenance(), "pid": os.getpid()}
+        base: dict[str, Any] = {**provenance(), "pid": os.getpid()}
+        if options.env_hash:
+            base.update(env_hash=options.env_hash, git_commit=options.git_commit)
         result = None
         for attempt in range(1, options.retries + 2):
             try:
