@@ -53,6 +53,10 @@ def _execution_options(parser: argparse.ArgumentParser) -> None:
         "--strict", action="store_true",
         help="exit 2 before running when a flow overwrites a config key or a varied key is unread",
     )  # fmt: skip
+    parser.add_argument(
+        "--strict-warnings", action="store_true",
+        help="a run whose flows raise warnings (Python warnings, logging at WARNING+) is failed",
+    )  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -159,9 +163,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path("runs", "manual", f"{flow.name}-{digest[:8]}")
     spec = RunSpec(run_dir.absolute(), config, (flow,), config_hash=digest)
     # One kernel: a warm process would only add its own start to it.
+    from .environment import capture_environment
+
+    env = capture_environment([flow.path])  # a run of its own: once, as a sweep does
+    env.write(spec.run_dir.parent)
     options = RunOptions(
-        timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel, warm=False
-    )
+        timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel, warm=False,
+        strict_warnings=args.strict_warnings, env_hash=env.hash, git_commit=env.git_commit,
+    )  # fmt: skip
     try:
         result = execute_run(spec, options)
     except RunInterrupted as exc:
@@ -174,7 +183,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         line += f": {result.error}{where}"
     print(f"{line} -> {notebook}")
     for warning in result.warnings:
-        if warning not in told:  # the source checks' warnings were logged before the run
+        if warning.runtime or warning.message not in told:  # checks were logged before the run
             print(f"warning: {warning}", file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_FAILED
 
@@ -203,6 +212,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     options = RunOptions(
         timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel,
         retries=args.retries, warm=not args.no_warm, preload=_modules(args.preload),
+        strict_warnings=args.strict_warnings,
     )  # fmt: skip
     backend_options = {
         key: value

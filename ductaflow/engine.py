@@ -355,6 +355,8 @@ async def _attempt(
             warnings=tuple(dict.fromkeys(warnings)),
             sweep=spec.sweep,
             name=spec.name,
+            env_hash=options.env_hash,
+            git_commit=options.git_commit,
             **kw,
         )
         write_status(result, base)
@@ -412,9 +414,7 @@ async def _execute_run_async(
     watching = parent is not None or stop is not None
     watchdog = asyncio.ensure_future(_watch(parent, stop, interrupt)) if watching else None
     try:
-        base: dict[str, Any] = {**provenance(), "pid": os.getpid()}
-        if options.env_hash:
-            base.update(env_hash=options.env_hash, git_commit=options.git_commit)
+        base = {**provenance(), "pid": os.getpid()}
         result = None
         for attempt in range(1, options.retries + 2):
             try:
@@ -425,6 +425,7 @@ async def _execute_run_async(
                     spec.run_dir, INTERRUPTED, None, now(), None, spec.config_hash,
                     tuple(FlowResult.not_run(r) for r in spec.flows), _interrupted_error(interrupt),
                     attempts=attempt, sweep=spec.sweep, name=spec.name,
+                    env_hash=options.env_hash, git_commit=options.git_commit,
                 )  # fmt: skip
                 write_status(result, base)
             if result.ok or interrupt.signum is not None or result.status == INTERRUPTED:

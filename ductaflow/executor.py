@@ -112,6 +112,7 @@ class SweepReport:
                 c["skipped"] += 1
             else:
                 c[outcome.result.status] += 1
+                c["warned"] += outcome.result.warned  # ok runs with warnings (also in "ok")
         return c
 
     @property
@@ -124,6 +125,8 @@ class SweepReport:
     def summary(self) -> str:
         c = self.counts()
         parts = [f"{c[s]} {s}" for s in (OK, FAILED, TIMEOUT, DIED, INTERRUPTED)]
+        if c["warned"]:
+            parts[0] += f" ({c['warned']} with warnings)"
         parts.append(f"{c['skipped']} skipped")
         state = "interrupted" if self.interrupted else ("ok" if self.ok else "FAILED")
         state = "stopped" if self.error else state
@@ -178,6 +181,8 @@ def execute_sweep(sweep: Sweep, options: SweepOptions | None = None) -> SweepRep
     from .kernel import check_kernel_name
 
     check_kernel_name(run_options.kernel)
+    if plan.to_run:  # once per sweep, in the conductor; its hash goes in each run's status.json
+        run_options = _with_environment(run_options, root / sweep.name, specs)
     n_jobs = max(1, opts.n_jobs or os.cpu_count() or 1)
     if run_options.warm and len(plan.to_run) <= n_jobs:
         # one run per worker: a warm process would only add its own start to each
@@ -222,6 +227,22 @@ def execute_sweep(sweep: Sweep, options: SweepOptions | None = None) -> SweepRep
             report.report_path = conductor.live.refresh(force=True)
         report.wall_s = time.perf_counter() - t0
     return report
+
+
+def _with_environment(options: RunOptions, sweep_dir: Path, specs: list[RunSpec]) -> RunOptions:
+    """Record the environment the sweep runs in (``environment/<hash>.json``), named in
+    ``options`` for each run's ``status.json``."""
+    from .environment import capture_environment
+
+    t0 = time.perf_counter()
+    env = capture_environment([f.path for f in specs[0].flows])
+    try:
+        path = env.write(sweep_dir)
+    except OSError as exc:  # the runs root's own problems are reported by the index
+        log.warning("%s: the environment record could not be written (%s)", sweep_dir, exc)
+        return options
+    log.info("environment %s recorded in %.2f s -> %s", env.hash, time.perf_counter() - t0, path)
+    return dataclasses.replace(options, env_hash=env.hash, git_commit=env.git_commit)
 
 
 class _Conductor:

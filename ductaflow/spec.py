@@ -224,6 +224,10 @@ class RunResult:
     warnings: tuple[RunWarning, ...] = ()
     sweep: str = ""
     name: str = ""
+    #: the hash of the sweep's environment record (``<sweep>/environment/<hash>.json``)
+    env_hash: str | None = None
+    #: the commit of the git repository holding the flows, when there is one
+    git_commit: str | None = None
 
     @property
     def ok(self) -> bool:
