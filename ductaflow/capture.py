@@ -212,12 +212,8 @@ class FlowCapture:
             for (kind, cell, category, message), count in self._warnings.items()
         ]
         if self._unlisted:
-            out.append(
-                RunWarning(
-                    "warning", f"{self._unlisted} more warnings, not listed (see the output file)",
-                    self.flow, None, "ductaflow", self._unlisted,
-                )  # fmt: skip
-            )
+            note = f"{self._unlisted} more warnings, not listed (see the output file)"
+            out.append(RunWarning("warning", note, self.flow, None, "ductaflow", self._unlisted))
         return out
 
 

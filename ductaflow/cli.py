@@ -255,7 +255,25 @@ def _cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     frame = pd.DataFrame(rows)
     table = pd.crosstab(frame["sweep"], frame["status"], margins=True, margins_name="total")
+    warned = frame[(frame["status"] == "ok") & (pd.to_numeric(frame["warnings"]).fillna(0) > 0)]
+    if len(warned):  # ok runs that raised warnings: counted in "ok", shown apart
+        per_sweep = warned.groupby("sweep").size()
+        table.insert(list(table.columns).index("ok") + 1, "(with warnings)",
+                     per_sweep.reindex(table.index, fill_value=0))  # fmt: skip
+        table.loc["total", "(with warnings)"] = len(warned)
     print(table.to_string())
+    for sweep, envs in frame[frame["env_hash"] != ""].groupby("sweep")["env_hash"]:
+        counts = envs.value_counts()
+        if len(counts) > 1:
+            listed = ", ".join(f"{h} ({n} runs)" for h, n in counts.items())
+            print(f"\n{sweep}: its runs ran in {len(counts)} different environments: {listed}; "
+                  f"see {args.runs_root / sweep / 'environment'}/<hash>.json")  # fmt: skip
+    if len(warned):
+        print(f"\n{len(warned)} ok with warnings:")
+        for row in warned.head(20).itertuples():
+            print(f"  {row.sweep}/{row.run}  {row.warnings} warning(s)")
+        if len(warned) > 20:
+            print(f"  ... and {len(warned) - 20} more (the index's warnings column)")
     bad = frame[~frame["status"].isin(["ok", "running"])]
     if len(bad):
         print(f"\n{len(bad)} not ok:")

@@ -21,6 +21,7 @@ from ..process import strip_ansi
 from ..rundir import CONFIG_FILE
 from ..spec import ERROR_ANCHOR, NOT_RUN, OK, RUNNING
 from .fmt import (
+    GOOD,
     as_text,
     fmt_num,
     fmt_seconds,
@@ -107,7 +108,7 @@ class Header:
 
     @property
     def n_bad(self) -> int:
-        return sum(n for s, n in self.counts if s not in (OK, RUNNING))
+        return sum(n for s, n in self.counts if s not in GOOD)
 
     @property
     def wall_s(self) -> float | None:
@@ -201,7 +202,7 @@ def flows_from_columns(record: Mapping[str, Any], flow_columns: list[str]) -> Ru
     flows = []
     for i, name in enumerate(names):
         last = i == len(names) - 1
-        bad = last and status not in (OK, RUNNING)
+        bad = last and status not in GOOD
         flows.append(
             FlowInfo(name, f"{name}_executed.ipynb", status if bad else OK, error_anchor=bad)
         )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..rundir import CONFIG_FILE
-from ..spec import ERROR_ANCHOR, OK, RUNNING
+from ..spec import ERROR_ANCHOR
 from .data import (
     ReportData,
     RunDetail,
@@ -28,7 +28,7 @@ from .data import (
     relative_href,
     traceback_tail,
 )
-from .fmt import STATUS_COLORS, STATUS_ORDER, as_text, is_missing, status_rank
+from .fmt import GOOD, STATUS_COLORS, STATUS_ORDER, as_text, is_missing, status_rank
 
 __all__ = ["PAGE_ROWS", "TABLE_ROWS_MAX", "RunTable", "run_table"]
 
@@ -145,7 +145,7 @@ def run_table(
             record = records[i] if records is not None else frame.iloc[i].to_dict()
             detail = flows_from_columns(record, flow_cols)
         link_codes.add(detail.flows, lambda f=detail.flows: _links(f))
-        bad = status not in (OK, RUNNING)
+        bad = status not in GOOD
         tb = detail.traceback if bad else None
         tb_codes.add(tb or "", lambda tb=tb: traceback_tail(tb))
     for error in frame["error"].tolist() if "error" in frame else [None] * len(frame):

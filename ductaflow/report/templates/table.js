@@ -6,7 +6,7 @@
   if (!source) return;
   var D = JSON.parse(source.textContent);
   var box = document.getElementById("runs-table");
-  var GOOD = {ok: true, running: true};
+  var GOOD = {ok: true, warned: true, running: true};
   var LOOKUP = {};
   for (var a = 0; a < D.alphabet.length; a++) LOOKUP[D.alphabet.charCodeAt(a)] = a;
   function unpack(codes) {  // one character a row (few values), or already a list
@@ -131,7 +131,7 @@
     }
     view = order.filter(function (i) {
       var s = status(i);
-      if (want === "!ok" ? s === "ok" : want && s !== want) return false;
+      if (want === "!ok" ? GOOD[s] && s !== "running" : want && s !== want) return false;
       if (!query) return true;
       if (key) return key.text(i).toLowerCase() === value;
       if (D.run[i].toLowerCase().indexOf(query) >= 0) return true;
