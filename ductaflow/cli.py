@@ -163,13 +163,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path("runs", "manual", f"{flow.name}-{digest[:8]}")
     spec = RunSpec(run_dir.absolute(), config, (flow,), config_hash=digest)
     # One kernel: a warm process would only add its own start to it.
-    from .environment import capture_environment
+    from .environment import record_environment
 
-    env = capture_environment([flow.path])  # a run of its own: once, as a sweep does
-    env.write(spec.run_dir.parent)
+    # a run of its own records its environment as a sweep does: in the runs root, or (a run
+    # directory of the user's choosing) in the run directory
+    env = record_environment(Path("runs") if args.run_dir is None else spec.run_dir, [flow.path])
     options = RunOptions(
         timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel, warm=False,
-        strict_warnings=args.strict_warnings, env_hash=env.hash, git_commit=env.git_commit,
+        strict_warnings=args.strict_warnings, env_hash=env and env.hash,
+        git_commit=env and env.git_commit,
     )  # fmt: skip
     try:
         result = execute_run(spec, options)
@@ -247,6 +249,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from .environment import ENVIRONMENT_DIR
     from .index import scan_rows
 
     rows = scan_rows(args.runs_root)
@@ -267,7 +270,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         if len(counts) > 1:
             listed = ", ".join(f"{h} ({n} runs)" for h, n in counts.items())
             print(f"\n{sweep}: its runs ran in {len(counts)} different environments: {listed}; "
-                  f"see {args.runs_root / sweep / 'environment'}/<hash>.json")  # fmt: skip
+                  f"see {args.runs_root / ENVIRONMENT_DIR}/<hash>.json")  # fmt: skip
     if len(warned):
         print(f"\n{len(warned)} ok with warnings:")
         for row in warned.head(20).itertuples():

@@ -181,8 +181,6 @@ def execute_sweep(sweep: Sweep, options: SweepOptions | None = None) -> SweepRep
     from .kernel import check_kernel_name
 
     check_kernel_name(run_options.kernel)
-    if plan.to_run:  # once per sweep, in the conductor; its hash goes in each run's status.json
-        run_options = _with_environment(run_options, root / sweep.name, specs)
     n_jobs = max(1, opts.n_jobs or os.cpu_count() or 1)
     if run_options.warm and len(plan.to_run) <= n_jobs:
         # one run per worker: a warm process would only add its own start to each
@@ -193,6 +191,8 @@ def execute_sweep(sweep: Sweep, options: SweepOptions | None = None) -> SweepRep
     backend = get_backend(opts.backend, n_jobs, warm=run_options.warm, options=backend_options)
     if plan.to_run:
         backend.check()  # e.g. sbatch --test-only: a refusal leaves nothing behind
+        # once per sweep, in the conductor; its hash goes in each run's status.json
+        run_options = _with_environment(run_options, root, specs)
     log.info("%s", plan.describe(sweep.name))
     kernels = "warm" if run_options.warm else "standard"
     log.info("%s: backend %s, -j %d, %s kernels", sweep.name, backend.name, n_jobs, kernels)
@@ -229,19 +229,14 @@ def execute_sweep(sweep: Sweep, options: SweepOptions | None = None) -> SweepRep
     return report
 
 
-def _with_environment(options: RunOptions, sweep_dir: Path, specs: list[RunSpec]) -> RunOptions:
-    """Record the environment the sweep runs in (``environment/<hash>.json``), named in
+def _with_environment(options: RunOptions, root: Path, specs: list[RunSpec]) -> RunOptions:
+    """Record the environment the sweep runs in (``<root>/.environment/<hash>.json``), named in
     ``options`` for each run's ``status.json``."""
-    from .environment import capture_environment
+    from .environment import record_environment
 
-    t0 = time.perf_counter()
-    env = capture_environment([f.path for f in specs[0].flows])
-    try:
-        path = env.write(sweep_dir)
-    except OSError as exc:  # the runs root's own problems are reported by the index
-        log.warning("%s: the environment record could not be written (%s)", sweep_dir, exc)
+    env = record_environment(root, [f.path for f in specs[0].flows])
+    if env is None:
         return options
-    log.info("environment %s recorded in %.2f s -> %s", env.hash, time.perf_counter() - t0, path)
     return dataclasses.replace(options, env_hash=env.hash, git_commit=env.git_commit)
 
 
