@@ -125,6 +125,7 @@ class FlowCapture:
         self.written = 0
         self.truncated = False
         self.cell: int | None = None
+        self._pending = ""  # the injected cell's header, written before its first output
         self._warnings: dict[tuple[str, int | None, str, str], int] = {}
         self._unlisted = 0
 
@@ -141,6 +142,8 @@ class FlowCapture:
     def write(self, text: str) -> None:
         if self.fh is None or self.truncated or not text:
             return
+        if self._pending:
+            text, self._pending = self._pending + text, ""
         size = len(text.encode("utf-8", "backslashreplace"))
         if self.written + size > self.limit:
             room = max(0, self.limit - self.written)
@@ -157,13 +160,17 @@ class FlowCapture:
         except (OSError, ValueError):
             self.close()
 
-    def start_cell(self, number: int | None, label: str = "") -> None:
-        """The header of a cell's block; ``number`` is the flow's cell number (None: injected)."""
-        self.cell = number
-        head = f"cell {number}" if number is not None else "injected parameters"
-        self.write(f"===== {head}{': ' + label if label else ''} =====\n")
+    def start_cell(self, number: int | None) -> None:
+        """The header of a cell's block; ``number`` is the flow's cell number (None: the
+        injected cell, headed only when it writes something)."""
+        self.cell, self._pending = number, ""
+        if number is None:
+            self._pending = "===== injected parameters =====\n"
+        else:
+            self.write(f"===== cell {number} =====\n")
 
     def end(self, status: str, error: str | None, seconds: float) -> None:
+        self._pending = ""
         tail = f": {error}" if error else ""
         self.write(f"===== the flow ended {status} in {seconds:.2f} s{tail} =====\n")
 
