@@ -211,7 +211,7 @@ def write_report(
     details = load_details(frame["run_dir"])
     only_bad = render_notebooks == "failed"
     bad = {d for d, state in zip(frame["run_dir"], frame["status"], strict=True)
-           if state != OK} if only_bad else set()  # fmt: skip
+           if state not in (OK, WARNED)} if only_bad else set()  # fmt: skip
     rendered: set[str] = set()  # notebooks with an up-to-date HTML beside them
     stale: list[Path] = []
     for run_dir, detail in details.items():
