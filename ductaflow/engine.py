@@ -182,14 +182,18 @@ async def _execute_flow(
     except (Exception, asyncio.CancelledError) as exc:
         _classify_failure(state, exc, options, deadline, interrupt)
     finally:
-        if autosave is not None:
-            autosave.cancel()
-        if state.kernel is not None:
-            await asyncio.shield(state.kernel.stop())
-        if state.nb is not None:
-            _finish_notebook(state)
-        capture.end(state.status, state.error, time.perf_counter() - t0)
-        capture.close()
+        try:
+            if autosave is not None:
+                autosave.cancel()
+            if state.kernel is not None:
+                await asyncio.shield(state.kernel.stop())
+            if state.nb is not None:
+                _finish_notebook(state)
+        finally:
+            stop = state.stopped_at_cell
+            note = f"stopped cleanly at cell {stop}" if stop is not None else state.error
+            capture.end(state.status, note, time.perf_counter() - t0)
+            capture.close()
     kernel = state.kernel
     result = FlowResult(
         name=ref.name,

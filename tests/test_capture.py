@@ -73,9 +73,18 @@ def test_output_file_holds_prints_stderr_and_log_records_in_order(tmp_path: Path
     assert result.ok, result.error
     text = (spec.run_dir / "talk_output.txt").read_text(encoding="utf-8")
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    at = {key: next(i for i, ln in enumerate(lines) if key in ln) for key in
-          ("===== cell 2 =====", "one", "two", "WARNING:flow.step:three 0.9", "four",
-           "===== cell 3 =====", "UserWarning: alpha is large", "five", "the flow ended ok")}  # fmt: skip
+    keys = (
+        "===== cell 2 =====",
+        "one",
+        "two",
+        "WARNING:flow.step:three 0.9",
+        "four",
+        "===== cell 3 =====",
+        "UserWarning: alpha is large",
+        "five",
+        "the flow ended ok",
+    )
+    at = {key: next(i for i, ln in enumerate(lines) if key in ln) for key in keys}
     assert list(at.values()) == sorted(at.values()), text
     assert "===== cell 1 =====" in text and "===== injected parameters =====" not in text
     # the warning records never reach the notebook; its streams are as they were
@@ -231,3 +240,13 @@ def test_a_single_run_names_its_environment(tmp_path: Path, given: bool) -> None
     env_hash = read_json(run_dir / "status.json")["env_hash"]
     where = run_dir if given else tmp_path / "runs"
     assert (where / ENVIRONMENT_DIR / f"{env_hash}.json").exists()
+
+
+def test_a_clean_stop_is_said_so_in_the_output(tmp_path: Path) -> None:
+    flow = _flow(tmp_path, QUIET + "\n# %%\nimport sys\nsys.exit(0)\n\n# %%\nprint('never')\n")
+    spec = _spec(tmp_path, flow, {"alpha": 1})
+    result = execute_run(spec, RunOptions(warm=False))
+    assert result.ok, result.error
+    text = (spec.run_dir / "talk_output.txt").read_text(encoding="utf-8")
+    assert "never" not in text and "===== cell 4 =====" not in text
+    assert re.search(r"the flow ended ok in [\d.]+ s: stopped cleanly at cell 3 =====", text), text
