@@ -48,3 +48,13 @@ def test_wait_idle_returns_once_the_admitted_runs_have_ended() -> None:
     assert not life.wait_idle(timeout=0.05)
     threading.Timer(0.1, life.finished, (1.0,)).start()
     assert life.wait_idle(timeout=30)
+
+
+def test_an_estimate_longer_than_the_time_left_refuses_only_after_the_first_run() -> None:
+    clock = Clock(0.0)
+    life = WorkerLifetime(end=100.0, margin=5.0, estimate=300.0, clock=clock)
+    assert life.admit()  # a fresh job's first run: refusing it could go on forever
+    life.finished(1.0)
+    assert not life.admit()  # 100 s left < 300 s expected
+    late = WorkerLifetime(end=100.0, margin=5.0, clock=Clock(97.0))
+    assert not late.admit()  # not even the margin is left

@@ -14,7 +14,8 @@ is executing ("Tried retiring worker ..., but 1 tasks could not be moved").
 
 Settings, in the workers' environment (``sbatch`` passes the submitter's on):
 ``DUCTAFLOW_JOB_MARGIN_S`` (default: 5 % of the job's time, within 5 s to 2 min) and
-``DUCTAFLOW_RUN_ESTIMATE_S`` (how long a run is expected to take before one has been seen).
+``DUCTAFLOW_RUN_ESTIMATE_S`` (the least a run is expected to take, before and after runs have
+been timed; a worker's first run goes ahead all the same, unless even the margin is not left).
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ class WorkerLifetime:
         #: the longest run executed here so far (or the estimate given)
         self.longest = estimate
         self.draining = False
-        self.running = 0
+        #: admitted runs executing now, and those that ended
+        self.running = self.ran = 0
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
 
@@ -92,7 +94,10 @@ class WorkerLifetime:
         """True: begin the run (then call ``finished``). False: this worker drains from now on."""
         with self._lock:
             left = self.left()
-            if not self.draining and left is not None and left < self.margin + self.longest:
+            # a worker's first run always goes ahead: were it refused on an estimate alone,
+            # every fresh job might refuse it in turn
+            short = left is not None and left < self.margin + self.longest
+            if not self.draining and short and (self.ran or left < self.margin):
                 self.draining = True
                 log.info(
                     "worker: %.0f s left in the job, a run takes up to %.0f s (+%.0f s margin): "
@@ -107,6 +112,7 @@ class WorkerLifetime:
         """An admitted run ended after ``seconds``."""
         with self._lock:
             self.running -= 1
+            self.ran += 1
             self.longest = max(self.longest, seconds)
             self._idle.notify_all()
 
