@@ -35,6 +35,8 @@ OPTIONS = RunOptions(timeout=2)
 VOLATILE = {
     "started",
     "finished",
+    "ended",  # of an attempt, in attempt_log
+    "job_id",
     "duration_s",
     "host",
     "pid",
