@@ -345,7 +345,8 @@ def test_a_worker_whose_job_is_nearly_up_takes_no_run_it_cannot_finish(tmp_path:
         (1, ["ok"])
     ] * 3
     jobs = [s["job_id"] for s in statuses]
-    assert len(set(jobs)) == 2, f"three runs of 20 s in one 1-minute job? {jobs}"
+    # two fit in a job (one only, on a machine slow to start the worker): never three
+    assert len(set(jobs)) >= 2, f"three runs of 20 s in one 1-minute job? {jobs}"
     logs = [p.read_text().split() for p in sorted(root.glob("t/*/jobs.log"))]
     assert [len(log) for log in logs] == [1, 1, 1], logs  # each run began once
     assert [r["attempts"] for r in index_rows(root)] == ["1"] * 3
