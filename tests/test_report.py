@@ -752,3 +752,7 @@ def test_a_run_that_took_more_than_one_attempt_is_marked(tmp_path: Path) -> None
     assert {r.run: r.attempts for r in data_for(root).rows} == {"once": 1, "twice": 2}
     page = write_report(root, render_notebooks=False).read_text()
     assert page.count('class="attempts"') == 1 and "×2</span>" in page
+    # the paged table of a large report says it too, by row (failures first, then by run)
+    frame = load_index(root)
+    table = report.run_table(frame, data_for(root), base=root)
+    assert table.columns["run"] == ["once", "twice"] and table.columns["retried"] == {1: 2}
