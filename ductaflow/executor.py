@@ -31,7 +31,7 @@ from .errors import InputError, StorageError
 from .index import IndexFile, build_row, load_index
 from .lifecycle import settle, wait_for_run
 from .plan import Plan, plan_runs, recover_abandoned
-from .process import now
+from .process import now, sweep_scratch
 from .spec import (
     BUSY,
     DIED,
@@ -210,7 +210,7 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
     )  # fmt: skip
     conductor = _Conductor(sweep.name, report, index, {s.run_dir: s.config for s in specs}, opts)
     try:
-        with conductor.logging_around_bar():
+        with sweep_scratch(), conductor.logging_around_bar():  # no temporary outlives the sweep
             conductor.drive(backend, task, plan.to_run, since)
     finally:
         conductor.close()
