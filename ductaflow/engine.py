@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from .notebook import (
     save_notebook,
 )
 from .process import now, one_line, strip_ansi
-from .rundir import CONFIG_FILE, atomic_write_text, provenance, write_status
+from .rundir import CONFIG_FILE, atomic_write_text, attempt_entry, provenance, write_status
 from .spec import (
     DIED,
     FAILED,
@@ -338,9 +338,10 @@ async def _attempt(
     options: RunOptions,
     starter: KernelStarter,
     interrupt: _Interrupt,
-    attempt: int,
+    earlier: list[dict[str, Any]],
     base: dict[str, Any],
 ) -> RunResult:
+    """One attempt at the run; ``earlier``: the attempts before it (``attempt_log``)."""
     started, t0 = now(), time.perf_counter()
     deadline = time.monotonic() + options.run_timeout if options.run_timeout else None
     flows: list[FlowResult] = [FlowResult.not_run(ref) for ref in spec.flows]
@@ -355,7 +356,7 @@ async def _attempt(
             duration_s=round(time.perf_counter() - t0, 4) if finished else None,
             config_hash=spec.config_hash,
             flows=tuple(flows),
-            attempts=attempt,
+            attempts=len(earlier) + 1,
             warnings=tuple(dict.fromkeys(warnings)),
             sweep=spec.sweep,
             name=spec.name,
@@ -363,7 +364,7 @@ async def _attempt(
             git_commit=options.git_commit,
             **kw,
         )
-        write_status(result, base)
+        write_status(result, _with_log(result, base, earlier))
         return result
 
     record(RUNNING)
@@ -403,6 +404,7 @@ async def _execute_run_async(
     starter: KernelStarter,
     parent: int | None,
     stop: threading.Event | None,
+    earlier: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[RunResult, _Interrupt]:
     interrupt = _Interrupt()
     task = asyncio.current_task()
@@ -420,18 +422,20 @@ async def _execute_run_async(
     try:
         base = {**provenance(), "pid": os.getpid()}
         result = None
-        for attempt in range(1, options.retries + 2):
+        log = [dict(entry) for entry in earlier]
+        for _retry in range(options.retries + 1):
             try:
-                result = await _attempt(spec, options, starter, interrupt, attempt, base)
+                result = await _attempt(spec, options, starter, interrupt, log, base)
             except asyncio.CancelledError:
                 # cancelled between flows: record it as interrupted
                 result = RunResult(
                     spec.run_dir, INTERRUPTED, None, now(), None, spec.config_hash,
                     tuple(FlowResult.not_run(r) for r in spec.flows), _interrupted_error(interrupt),
-                    attempts=attempt, sweep=spec.sweep, name=spec.name,
+                    attempts=len(log) + 1, sweep=spec.sweep, name=spec.name,
                     env_hash=options.env_hash, git_commit=options.git_commit,
                 )  # fmt: skip
-                write_status(result, base)
+                write_status(result, _with_log(result, base, log))
+            log.append(_entry(result, base))
             if result.ok or interrupt.signum is not None or result.status == INTERRUPTED:
                 break
         assert result is not None
@@ -443,6 +447,17 @@ async def _execute_run_async(
             loop.remove_signal_handler(signum)
 
 
+def _entry(result: RunResult, base: Mapping[str, Any]) -> dict[str, Any]:
+    return attempt_entry({**base, **result.to_json()})
+
+
+def _with_log(
+    result: RunResult, base: Mapping[str, Any], earlier: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What ``status.json`` holds besides the result: provenance and every attempt so far."""
+    return {**base, "attempt_log": [*earlier, _entry(result, base)]}
+
+
 def execute_run(
     spec: RunSpec,
     options: RunOptions | None = None,
@@ -450,6 +465,7 @@ def execute_run(
     *,
     stop_with_parent: bool = False,
     stop: threading.Event | None = None,
+    earlier: Sequence[Mapping[str, Any]] = (),
 ) -> RunResult:
     """Execute one run (its flows in order, each in a fresh kernel) and record it.
 
@@ -457,6 +473,8 @@ def execute_run(
     ``spec.run_dir``. Raises ``RunInterrupted`` after recording, when Ctrl-C or SIGTERM stopped
     it, when ``stop`` was set (how a run in another thread is stopped), or (with
     ``stop_with_parent``, for pool workers) when this process's parent died.
+    ``earlier``: this run's attempts before this one (``attempt_log`` entries, e.g. one a
+    dead worker lost); ``status.json`` keeps them, and counts them in ``attempts``.
     """
     options = options or RunOptions()
     if starter is None:
@@ -469,7 +487,7 @@ def execute_run(
     )
     parent = os.getppid() if stop_with_parent else None
     result, interrupt = _run_here_or_aside(
-        lambda stop: _execute_run_async(spec, options, starter, parent, stop), stop
+        lambda stop: _execute_run_async(spec, options, starter, parent, stop, earlier), stop
     )
     if interrupt.signum is not None or result.status == INTERRUPTED:
         raise RunInterrupted(result)

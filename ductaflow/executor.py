@@ -211,7 +211,7 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
 
     task = functools.partial(
         run_task, options=run_options, force=opts.force, since=since, conductor=os.getpid(),
-        index_root=root if backend.local else None, stop=backend.stop_event,
+        index_root=root, stop=backend.stop_event,
     )  # fmt: skip
     conductor = _Conductor(sweep.name, report, index, {s.run_dir: s.config for s in specs}, opts)
     try:

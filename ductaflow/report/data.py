@@ -152,6 +152,8 @@ class Row:
     run_dir: Link
     #: Where the error is: the failing notebook, at its failing cell when it has the marker.
     error_href: str | None = None
+    #: How many attempts the run took (more than one: a worker was lost, or ``--retries``).
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -292,6 +294,7 @@ def _row(
         config=Link(CONFIG_FILE, f"{run_href}/{CONFIG_FILE}"),
         run_dir=Link(run_dir.name, f"{run_href}/"),
         error_href=error_href,
+        attempts=int(attempts) if is_number(attempts := record.get("attempts")) else 1,
     )
 
 

@@ -148,6 +148,9 @@ def run_table(
         bad = status not in GOOD
         tb = detail.traceback if bad else None
         tb_codes.add(tb or "", lambda tb=tb: traceback_tail(tb))
+    attempts = frame["attempts"].tolist() if "attempts" in frame else []
+    # rows of runs that took more than one attempt: how many (few, so by row)
+    retried = {i: int(n) for i, n in enumerate(attempts) if not is_missing(n) and int(n) > 1}
     for error in frame["error"].tolist() if "error" in frame else [None] * len(frame):
         error_codes.add(as_text(error))
     durations = [
@@ -174,6 +177,7 @@ def run_table(
         "parents": parent_codes.values,
         "parent": parent_codes.packed(),
         "names": names,
+        "retried": retried,
         "columns": columns,
         "duration": durations,
         "links": link_codes.values,

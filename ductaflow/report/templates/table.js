@@ -165,6 +165,11 @@
       if (!GOOD[s]) tr.className = "bad";
       var td = tr.insertCell();
       td.appendChild(el("span", {"class": "badge", style: "--c:" + (D.colors[s] || "#4D4D4D")}, s));
+      if (D.retried[i]) {
+        td.appendChild(document.createTextNode(" "));
+        td.appendChild(el("span", {"class": "attempts", title: D.retried[i] +
+          " attempts: see attempt_log in status.json"}, "\u00d7" + D.retried[i]));
+      }
       td = tr.insertCell(); td.className = "run";
       td.appendChild(el("a", {href: d + "/", title: "run directory"}, D.run[i]));
       if (D.sweep.length) tr.insertCell().textContent = D.sweeps[D.sweep[i]];
