@@ -117,6 +117,7 @@ class SweepReport:
                 c["skipped"] += 1
             else:
                 c[outcome.result.status] += 1
+                c["warned"] += outcome.result.warned  # ok runs with warnings (also in "ok")
         return c
 
     @property
@@ -129,6 +130,8 @@ class SweepReport:
     def summary(self) -> str:
         c = self.counts()
         parts = [f"{c[s]} {s}" for s in (OK, FAILED, TIMEOUT, DIED, INTERRUPTED)]
+        if c["warned"]:
+            parts[0] += f" ({c['warned']} with warnings)"
         parts.append(f"{c['skipped']} skipped")
         state = "interrupted" if self.interrupted else ("ok" if self.ok else "FAILED")
         state = "stopped" if self.error else state
@@ -212,6 +215,10 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
     backend = get_backend(opts.backend, n_jobs, warm=run_options.warm, options=backend_options)
     if todo:
         backend.check()  # e.g. sbatch --test-only: a refusal leaves nothing behind
+        # once per sweep, in the conductor; its hash goes in each run's status.json
+        run_options = _with_environment(
+            run_options, root / sweep.name, feed.example_specs()[:1] if feed else specs
+        )
     if feed is None:
         log.info("%s", plan.describe(sweep.name))
     else:
@@ -237,7 +244,7 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
 
     task = functools.partial(
         run_task, options=run_options, force=opts.force, since=since, conductor=os.getpid(),
-        index_root=root if backend.local else None, stop=backend.stop_event,
+        index_root=root, stop=backend.stop_event,
     )  # fmt: skip
     configs = {s.run_dir: s.config for s in specs} if feed is None else feed.configs
     conductor = _Conductor(sweep.name, report, index, configs, opts, total=todo, feed=feed)
@@ -256,6 +263,17 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
             report.report_path = conductor.live.refresh(force=True)
         report.wall_s = time.perf_counter() - t0
     return report
+
+
+def _with_environment(options: RunOptions, where: Path, specs: list[RunSpec]) -> RunOptions:
+    """Record the environment the sweep runs in (``runs/<sweep>/environment/<hash>.json``), named in
+    ``options`` for each run's ``status.json``."""
+    from .environment import record_environment
+
+    env = record_environment(where, [f.path for f in specs[0].flows])
+    if env is None:
+        return options
+    return dataclasses.replace(options, env_hash=env.hash, git_commit=env.git_commit)
 
 
 class _Conductor:
