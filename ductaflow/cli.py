@@ -275,10 +275,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # One kernel: a warm process would only add its own start to it.
     from .environment import record_environment
 
-    # a run of its own records its environment as a sweep does: in its sweep's folder
-    # (runs/manual), or (a run directory of the user's choosing) in the run directory
-    where = spec.run_dir.parent if args.run_dir is None else spec.run_dir
-    env = record_environment(where, [flow.path])
+    # a run of its own records its environment as a sweep does: in the runs root, or (a run
+    # directory of the user's choosing) in the run directory
+    env = record_environment(Path("runs") if args.run_dir is None else spec.run_dir, [flow.path])
     options = RunOptions(
         timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel, warm=False,
         strict_warnings=args.strict_warnings, env_hash=env and env.hash,
@@ -387,7 +386,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         if len(counts) > 1:
             listed = ", ".join(f"{h} ({n} runs)" for h, n in counts.items())
             print(f"\n{sweep}: its runs ran in {len(counts)} different environments: {listed}; "
-                  f"see {args.runs_root / sweep / ENVIRONMENT_DIR}/<hash>.json")  # fmt: skip
+                  f"see {args.runs_root / ENVIRONMENT_DIR}/<hash>.json")  # fmt: skip
     if len(warned):
         print(f"\n{len(warned)} ok with warnings:")
         for row in warned.head(20).itertuples():

@@ -1,8 +1,8 @@
 """The environment a sweep ran in: Python, platform, installed distributions, the flows' commit.
 
-Recorded once per sweep as ``runs/<sweep>/environment/<hash>.json`` (one file per distinct
-environment the sweep ran in; a folder without ``status.json``, so the index never takes it for a
-run); each run's ``status.json`` names the hash
+Recorded once per sweep as ``<runs root>/.environment/<hash>.json`` (one file per distinct
+environment, shared by the sweeps of a runs root; a dot folder, so that a sweep's folder holds only
+its runs and the index never takes it for a sweep); each run's ``status.json`` names the hash
 (``env_hash``) and the flows' commit (``git_commit``), so a strange result can be traced to the
 packages it ran with, and runs of one sweep that ran in different environments can be told apart.
 """
@@ -33,7 +33,7 @@ __all__ = [
 
 log = logging.getLogger("ductaflow")
 
-ENVIRONMENT_DIR = "environment"
+ENVIRONMENT_DIR = ".environment"
 _GIT_TIMEOUT_S = 10.0
 
 
@@ -91,8 +91,7 @@ class Environment:
         return git.get("commit") if isinstance(git, dict) else None
 
     def write(self, root: Path) -> Path:
-        """``<root>/environment/<hash>.json`` (``root``: the sweep's folder), written once
-        (atomically) and then kept."""
+        """``<root>/.environment/<hash>.json``, written once (atomically) and then kept."""
         from .rundir import write_json
 
         path = root / ENVIRONMENT_DIR / f"{self.hash}.json"

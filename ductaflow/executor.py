@@ -217,7 +217,7 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
         backend.check()  # e.g. sbatch --test-only: a refusal leaves nothing behind
         # once per sweep, in the conductor; its hash goes in each run's status.json
         run_options = _with_environment(
-            run_options, root / sweep.name, feed.example_specs()[:1] if feed else specs
+            run_options, root, feed.example_specs()[:1] if feed else specs
         )
     if feed is None:
         log.info("%s", plan.describe(sweep.name))
@@ -265,12 +265,12 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
     return report
 
 
-def _with_environment(options: RunOptions, where: Path, specs: list[RunSpec]) -> RunOptions:
-    """Record the environment the sweep runs in (``runs/<sweep>/environment/<hash>.json``), named in
+def _with_environment(options: RunOptions, root: Path, specs: list[RunSpec]) -> RunOptions:
+    """Record the environment the sweep runs in (``<root>/.environment/<hash>.json``), named in
     ``options`` for each run's ``status.json``."""
     from .environment import record_environment
 
-    env = record_environment(where, [f.path for f in specs[0].flows])
+    env = record_environment(root, [f.path for f in specs[0].flows])
     if env is None:
         return options
     return dataclasses.replace(options, env_hash=env.hash, git_commit=env.git_commit)

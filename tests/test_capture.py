@@ -206,19 +206,17 @@ def test_environment_recorded_once_and_named_by_each_run(tmp_path: Path) -> None
     _sweep(tmp_path)
     dry = run_cli("sweep", "s.json", "--dry-run", cwd=tmp_path)
     assert dry.returncode == 0, dry.stderr
-    assert not (tmp_path / "runs" / "s" / ENVIRONMENT_DIR).exists()  # a plan captures nothing
+    assert not (tmp_path / "runs" / ENVIRONMENT_DIR).exists()  # a plan captures nothing
 
     proc = run_cli("sweep", "s.json", "-j", "2", "--no-progress", "--no-report", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    # runs/<sweep>/environment/<hash>.json, as issue #12 names it
-    (record,) = (tmp_path / "runs" / "s" / "environment").iterdir()
+    (record,) = (tmp_path / "runs" / ENVIRONMENT_DIR).iterdir()
     env = read_json(record)
     assert env["distributions"]["nbclient"] == metadata.version("nbclient")
     assert env["python_version"] and env["platform"]
     frame = load_index(tmp_path / "runs")
     assert frame["env_hash"].tolist() == [record.stem] * 2
-    runs = (p.name for p in (tmp_path / "runs" / "s").iterdir() if p.name != ENVIRONMENT_DIR)
-    assert sorted(runs) == sorted(frame["run"])
+    assert sorted(p.name for p in (tmp_path / "runs" / "s").iterdir()) == sorted(frame["run"])
     for run_dir in frame["run_dir"]:
         assert read_json(Path(run_dir) / "status.json")["env_hash"] == record.stem
 
@@ -238,10 +236,9 @@ def test_a_single_run_names_its_environment(tmp_path: Path, given: bool) -> None
     args = ["--run-dir", "here"] if given else []
     proc = run_cli("run", "talk.py", *args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    manual = tmp_path / "runs" / "manual"
-    run_dir = tmp_path / "here" if given else next(manual.glob("*/status.json")).parent
+    run_dir = tmp_path / "here" if given else next((tmp_path / "runs" / "manual").iterdir())
     env_hash = read_json(run_dir / "status.json")["env_hash"]
-    where = run_dir if given else manual
+    where = run_dir if given else tmp_path / "runs"
     assert (where / ENVIRONMENT_DIR / f"{env_hash}.json").exists()
 
 
