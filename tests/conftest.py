@@ -1,49 +1,30 @@
-"""Shared fixtures: test flows, a CLI runner, and the check that no kernel outlives the suite."""
+"""Fixtures: the test flows, the backend every backend test runs on, and the check that no
+kernel outlives the suite. Shared code is in ``helpers.py`` (these names are re-exported for
+the files that still import them from here)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import (  # noqa: F401  (re-exported)
+    FLOWS,
+    REPO,
+    RunsRoot,
+    kernels_under,
+    outputs_text,
+    read_json,
+    run_cli,
+    wait_for,
+    wait_no_kernels,
+)
 
-FLOWS = Path(__file__).parent / "flows"
-REPO = Path(__file__).parent.parent
-
-
-def kernels_under(base: Path) -> list[int]:
-    """Pids of live kernel processes whose working directory is under ``base``."""
-    pids = []
-    base = base.resolve()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            if b"ipykernel" not in cmdline:
-                continue
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            if stat.rsplit(")", 1)[1].split()[0] == "Z":
-                continue  # a zombie is dead, waiting for its parent to reap it
-            cwd = Path(os.readlink(f"/proc/{entry}/cwd"))
-        except OSError:
-            continue
-        if cwd == base or base in cwd.parents:
-            pids.append(int(entry))
-    return pids
-
-
-def wait_no_kernels(base: Path, seconds: float = 8.0) -> list[int]:
-    deadline = time.monotonic() + seconds
-    while (pids := kernels_under(base)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return pids
+SLURM_CONF = "/tmp/ductaflow-slurm/slurm.conf"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,39 +49,98 @@ def flows() -> Path:
     return FLOWS
 
 
-def run_cli(*args: str | Path, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """``python -m ductaflow ARGS`` in ``cwd``, as a user would run it."""
-    return subprocess.run(
-        [sys.executable, "-m", "ductaflow", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+@dataclass(frozen=True)
+class Backend:
+    """One way a sweep executes, and how to tell from its run records that it really did.
+
+    ``warm``: kernels forked from a zygote (the flow records its kernel's parent); ``threads``:
+    runs driven from the conductor's own threads (``status.json`` ``pid`` is the conductor).
+    A sweep of no more runs than ``-j`` starts standard kernels whatever was asked
+    (``executor.execute_sweep``), so backend tests run more runs than ``JOBS``.
+    """
+
+    id: str
+    flags: tuple[str, ...]
+    warm: bool
+    threads: bool
+    env: tuple[tuple[str, str], ...] = ()
+
+    JOBS = 2
+
+    def args(self, *extra: str) -> tuple[str, ...]:
+        return ("-j", str(self.JOBS), "--no-progress", *self.flags, *extra)
+
+    @property
+    def environ(self) -> dict[str, str]:
+        return dict(self.env)
+
+    def assert_mode(self, root: RunsRoot, conductor_pid: int, runs: list[Path]) -> None:
+        """Each run in ``runs`` ran the way this backend promises (from its own records)."""
+        assert runs, "no run to check the kernel mode of"
+        for run_dir in runs:
+            status = root.status(run_dir)
+            results = root.results(run_dir)
+            assert status.get("status") == "ok", (run_dir, status.get("status"))
+            flows = status["flows"]
+            assert all(f["kernel_start_s"] is not None for f in flows), flows
+            if self.threads:
+                assert status["pid"] == conductor_pid, f"{self.id}: run not on a conductor thread"
+            else:
+                assert status["pid"] != conductor_pid, f"{self.id}: run in the conductor"
+            assert results["forked"] is self.warm, f"{self.id}: forked={results['forked']}"
+            if not self.warm:  # a standard kernel is the worker's own child
+                assert results["kernel_ppid"] == status["pid"], (self.id, status, results)
 
 
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def wait_for(predicate, seconds: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def outputs_text(nb_path: Path) -> str:
-    """All stream and text outputs of a saved notebook ('' while it does not exist)."""
+def slurm_up() -> str | None:
+    """None when the single-node Slurm of tests/slurm/start.sh is up, else why not."""
+    if not Path(SLURM_CONF).exists():
+        return f"no {SLURM_CONF}: tests/slurm/start.sh has not run"
     try:
-        nb = json.loads(nb_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return ""
-    parts = []
-    for cell in nb.get("cells", []):
-        for out in cell.get("outputs", []):
-            text = out.get("text", "")
-            parts.append("".join(text) if isinstance(text, list) else text)
-    return "".join(parts)
+        proc = subprocess.run(
+            [str(REPO / "tests" / "slurm" / "start.sh"), "status"],
+            capture_output=True, text=True, timeout=30,
+            env={**os.environ, "SLURM_CONF": SLURM_CONF},
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"tests/slurm/start.sh status: {exc}"
+    if proc.returncode != 0:
+        return f"Slurm is down (tests/slurm/start.sh status: exit {proc.returncode})"
+    return None
+
+
+BACKENDS = [
+    pytest.param(Backend("warm-threads", (), warm=True, threads=True), id="warm-threads"),
+    pytest.param(
+        Backend("standard-loky", ("--no-warm", "--backend", "loky"), warm=False, threads=False),
+        id="standard-loky",
+    ),
+    pytest.param(
+        Backend("warm-loky", ("--backend", "loky"), warm=True, threads=False), id="warm-loky"
+    ),
+    pytest.param(
+        Backend("dask-local", ("--backend", "dask-local"), warm=True, threads=False),
+        id="dask-local",
+        marks=pytest.mark.distributed,
+    ),
+    pytest.param(
+        Backend(
+            "slurm",
+            ("--backend", "slurm", "--slurm-time", "20"),
+            warm=True,
+            threads=False,
+            env=(("SLURM_CONF", SLURM_CONF),),
+        ),
+        id="slurm",
+        marks=[pytest.mark.distributed, pytest.mark.slurm],
+    ),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Every backend a sweep can run on here, as joblib's tests parametrize theirs."""
+    value: Backend = request.param
+    if value.id == "slurm" and (why := slurm_up()):
+        pytest.skip(why)
+    return value
