@@ -187,13 +187,29 @@ class Conductor:
     def err(self) -> str:
         return self.err_path.read_text(errors="replace")
 
+    def until(self, predicate: Callable[[], Any], what: str, seconds: float = DEADLINE) -> Any:
+        """``wait_for`` that fails at once, with the output, if the conductor exits first."""
+
+        def check() -> Any:
+            value = predicate()
+            if not value and not self.alive():
+                value = predicate()  # it may have happened just before the exit
+                assert value, f"the conductor ended before {what}:\n{self.output()}"
+            return value
+
+        return wait_for(check, seconds, what)
+
     def output(self) -> str:
         return f"exit {self.proc.poll()}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
 
 
 @contextlib.contextmanager
 def conductor(
-    *args: str | Path, cwd: Path, env: Mapping[str, str] | None = None, command: str = "sweep"
+    *args: str | Path,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    command: str = "sweep",
+    verbose: int = 0,
 ) -> Iterator[Conductor]:
     """Start ``python -m ductaflow COMMAND ARGS`` in ``cwd``, in its own process group; on leaving,
     whatever happened in the test, SIGKILL the group (its loky workers, zygotes, kernels and
@@ -204,7 +220,7 @@ def conductor(
     out_path, err_path = logs / f"{n}.out", logs / f"{n}.err"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ductaflow", command, *map(str, args)],
+            [sys.executable, "-m", "ductaflow", *["-v"] * verbose, command, *map(str, args)],
             cwd=cwd,
             stdout=out,
             stderr=err,

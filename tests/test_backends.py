@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Backend
-from helpers import RunsRoot, conductor, release, started, wait_for, wait_no_kernels, write_spec
+from helpers import RunsRoot, conductor, release, started, wait_no_kernels, write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def test_interrupted_runs_resume_with_the_same_configs(
     hold, root = hold_spec(tmp_path, 6)
     env = backend.environ
     with conductor("spec.json", *backend.args(), cwd=tmp_path, env=env) as c:
-        first = wait_for(lambda: len(started(hold)) >= 2 and started(hold), what="two runs held")
+        first = c.until(lambda: len(started(hold)) >= 2 and started(hold), what="two runs held")
         for x in first:
             release(hold, x)
 
@@ -48,9 +48,11 @@ def test_interrupted_runs_resume_with_the_same_configs(
             return all(x in dirs for x in first) and {str(dirs[x]) for x in first} <= ok_rows(root)
 
         # the index grows as runs finish: both rows are there while the conductor still runs
-        wait_for(appended, what="the finished runs' rows appended")
+        c.until(appended, what="the finished runs' rows appended")
         assert c.alive(), c.output()
-        held = wait_for(lambda: len(started(hold) - first) >= 2 and started(hold) - first)
+        held = c.until(
+            lambda: len(started(hold) - first) >= 2 and started(hold) - first, what="two more held"
+        )
         if stop == "ctrl-c":
             c.signal_group(signal.SIGINT)  # what Ctrl-C in a terminal does
         else:

@@ -5,12 +5,14 @@
 #   `release-all` exists (a test's event, never a sleep); "" runs straight through.
 # - `flaky`: fail on the run's first attempt (its `executions.log` has one line), pass after.
 # - `fail_until` (a path): fail while that file does not exist (`--only failed` then reruns it).
+# - `extra` (a name): also record a result of that name (a new index column).
 
 # %% tags=["parameters"]
 x = 0
 hold = ""
 flaky = False
 fail_until = ""
+extra = ""
 import ductaflow
 
 ductaflow.parameters(globals())
@@ -45,3 +47,5 @@ if flaky and len(pathlib.Path("executions.log").read_text().split()) <= 1:
 if fail_until and not os.path.exists(fail_until):
     raise RuntimeError(f"fails until {fail_until} exists")
 ductaflow.record("double", x * 2)
+if extra:
+    ductaflow.record(extra, 1)

@@ -8,5 +8,6 @@ import sys
 
 import ductaflow
 
+ductaflow.record("x", config.get("x"))
 ductaflow.record("preloaded", "colorsys" in sys.modules)
 ductaflow.record("kernel_env", os.environ.get("FROM_KERNELSPEC", "no"))
