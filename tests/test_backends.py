@@ -12,8 +12,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import Backend
-from helpers import RunsRoot, conductor, release, started, wait_no_kernels, write_spec
+from helpers import Backend, RunsRoot, conductor, release, started, wait_no_kernels, write_spec
 
 pytestmark = pytest.mark.slow
 

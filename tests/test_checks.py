@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import read_json, run_cli
+from helpers import read_json, run_cli
 
 from ductaflow.checks import check_runs, inspect_notebook, is_clean_exit
 from ductaflow.errors import FlowError, SweepSpecError

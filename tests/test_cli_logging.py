@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from conftest import FLOWS, run_cli
+from helpers import FLOWS, run_cli
 
 from ductaflow import cli
 

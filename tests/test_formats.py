@@ -11,7 +11,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import read_json, run_cli
+from helpers import read_json, run_cli
 
 import ductaflow
 from ductaflow.engine import execute_run

@@ -15,13 +15,14 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from conftest import SLURM_CONF, slurm_up
 from helpers import (
+    SLURM_CONF,
     RunsRoot,
     conductor,
     read_json,
     release,
     run_cli,
+    slurm_up,
     started,
     wait_for,
     wait_no_kernels,
