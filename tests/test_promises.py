@@ -5,6 +5,7 @@ deadlines; nothing here measures speed. /work/notes/promises.md maps each promis
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -431,3 +432,52 @@ def test_report_subprocess_is_a_real_process(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "missing" in one_line(proc.stderr)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_dask_workers_must_see_the_runs_root(tmp_path: Path) -> None:
+    """A worker that cannot see the runs root (here: its own mount namespace, with a tmpfs over
+    the test's directory) makes ``--backend dask`` exit 2 in one line, naming the worker."""
+    distributed = pytest.importorskip("distributed")
+    probe = subprocess.run(
+        ["unshare", "--mount", "true"], capture_output=True, text=True, timeout=60
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"no mount namespace here (unshare: {probe.stderr.strip()})")
+    write_spec(tmp_path, "hold.py", grid={"x": [1, 2]})
+    (tmp_path / "runs").mkdir()
+    info = tmp_path.parent / f"{tmp_path.name}-scheduler.json"  # outside the hidden directory
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--port", "0", "--no-dashboard",
+         "--scheduler-file", str(info)],
+        cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    worker = None
+    try:
+        wait_for(lambda: info.exists() and info.read_text().strip(), what="the scheduler")
+        address = wait_for(lambda: json.loads(info.read_text()).get("address"), what="address")
+        hide = (
+            f"mount -t tmpfs tmpfs {tmp_path} && exec {sys.executable} -m "
+            f"distributed.cli.dask_worker {address} --nthreads 1 --no-dashboard"
+        )
+        worker = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", hide],
+            cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        with distributed.Client(address, timeout=120) as client:
+            wait_for(lambda: len(client.scheduler_info()["workers"]) == 1, what="the worker")
+        proc = run_cli("sweep", "spec.json", "--backend", "dask", "--scheduler", address,
+                       cwd=tmp_path)  # fmt: skip
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        line = one_line(proc.stderr)
+        assert "not found on worker" in line and "share" in line, line
+        assert not list((tmp_path / "runs").rglob("status.json"))
+    finally:
+        for p in (worker, scheduler):
+            if p is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, 9)
+                p.wait(timeout=60)
+        info.unlink(missing_ok=True)
