@@ -197,7 +197,8 @@ def test_killed_conductor_leaves_every_finished_run_indexed(tmp_path: Path, mode
     assert sleeping, "the conductor was killed with no run in its flow"
 
     # The next sweep records the runs the killed one left in flight (standard: the orphaned
-    # workers did already), here without rerunning them.
+    # workers did already), here without rerunning them; it runs the ones never started.
+    release(hold)
     proc = run_cli("sweep", "spec.json", "-j", "2", "--only", "new", *flags, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     left = {r["run_dir"]: r for r in index_rows(root) if r["run_dir"] in in_flight}
@@ -205,7 +206,6 @@ def test_killed_conductor_leaves_every_finished_run_indexed(tmp_path: Path, mode
     assert {r["status"] for r in left.values()} == {"interrupted"}
     for run_dir in sleeping:
         assert "ended `interrupted`" in notebook_text(Path(run_dir) / "hold_executed.ipynb")
-    release(hold)
 
     before = {name: executions(d) for name, d in run_dirs(root).items()}
     proc = run_cli("sweep", "spec.json", "-j", "2", *flags, cwd=tmp_path)
