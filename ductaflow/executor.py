@@ -209,16 +209,20 @@ def execute_sweep(sweep: Sweep, options: SweepOptions | None = None) -> SweepRep
         index_root=root if backend.local else None, stop=backend.stop_event,
     )  # fmt: skip
     conductor = _Conductor(sweep.name, report, index, {s.run_dir: s.config for s in specs}, opts)
+    bad_input = False
     try:
         with conductor.logging_around_bar():
             conductor.drive(backend, task, plan.to_run, since)
+    except InputError:  # the backend cannot start: exit 2 in one line, no report of nothing
+        bad_input = True
+        raise
     finally:
         conductor.close()
         try:
             index.compact()
         except StorageError as exc:  # the appended rows stand; the error is reported once
             report.error = report.error or str(exc)
-        if opts.report or opts.live_report:
+        if (opts.report or opts.live_report) and not bad_input:
             report.report_path = conductor.live.refresh(force=True)
         report.wall_s = time.perf_counter() - t0
     return report
