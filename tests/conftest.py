@@ -32,6 +32,13 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need Dask, Slurm or a browser are slow too: not in ``-m "not slow"``."""
+    for item in items:
+        if any(item.get_closest_marker(m) for m in ("distributed", "slurm", "browser")):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_kernel_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """After the whole suite, no kernel process started by a test is alive."""

@@ -24,6 +24,8 @@ from ductaflow.executor import SweepOptions, execute_sweep
 from ductaflow.spec import RunOptions
 from ductaflow.sweep import Sweep
 
+pytestmark = pytest.mark.slow  # kernels and processes: not in `-m "not slow"`
+
 pytest.importorskip("distributed")
 if importlib.util.find_spec("dask_jobqueue") is None:  # importing it takes over Ctrl-C
     pytest.skip("dask-jobqueue is not installed", allow_module_level=True)

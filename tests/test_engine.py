@@ -18,6 +18,8 @@ from helpers import kernels_under, outputs_text, read_json, run_cli, wait_for, w
 import ductaflow
 from ductaflow.notebook import CONFIG_TAG, ERROR_ANCHOR, ERROR_TAG, INJECTED_TAG
 
+pytestmark = pytest.mark.slow  # kernels and processes: not in `-m "not slow"`
+
 HOSTILE = {
     "quote": 'it\'s "quoted" \'\'\'triple\'\'\' """too"""',
     "newlines": "line1\nline2\r\n\ttabbed",

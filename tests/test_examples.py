@@ -12,6 +12,8 @@ from helpers import REPO, RunsRoot, run_cli
 
 from ductaflow.index import load_index
 
+pytestmark = pytest.mark.slow  # kernels and processes: not in `-m "not slow"`
+
 
 @pytest.fixture
 def repo_copy(tmp_path: Path) -> Path:

@@ -32,6 +32,8 @@ from ductaflow.rundir import is_claimed, read_status
 from ductaflow.spec import RunOptions
 from ductaflow.sweep import Sweep
 
+pytestmark = pytest.mark.slow  # kernels and processes: not in `-m "not slow"`
+
 
 def executions(run_dir: Path) -> int:
     log = run_dir / "executions.log"

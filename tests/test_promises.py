@@ -76,6 +76,7 @@ def test_j_n_runs_n_at_once_and_no_more(tmp_path: Path) -> None:
         assert c.wait() == 0, c.output()
 
 
+@pytest.mark.slow
 def test_a_run_stops_at_its_first_failed_flow(tmp_path: Path) -> None:
     write_spec(tmp_path, ("twoflows_a.py", "twoflows_b.py"), grid={"fail_first": [False, True]})
     proc = run_cli("sweep", "spec.json", "-j", "2", "--no-progress", cwd=tmp_path)
@@ -94,6 +95,7 @@ def test_a_run_stops_at_its_first_failed_flow(tmp_path: Path) -> None:
 # --- execution options on sweep ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", ["--timeout", "--run-timeout"])
 def test_sweep_timeouts_apply_to_every_run(tmp_path: Path, option: str) -> None:
     hold = hold_dir(tmp_path)  # never released: only the timeout ends these runs
@@ -107,6 +109,7 @@ def test_sweep_timeouts_apply_to_every_run(tmp_path: Path, option: str) -> None:
     assert not wait_no_kernels(tmp_path)
 
 
+@pytest.mark.slow
 def test_sweep_kernel_option_uses_the_registered_kernelspec(tmp_path: Path) -> None:
     spec_dir = tmp_path / "jupyter" / "kernels" / "other-python"
     spec_dir.mkdir(parents=True)
@@ -132,6 +135,7 @@ def test_sweep_kernel_option_uses_the_registered_kernelspec(tmp_path: Path) -> N
     assert bad.returncode == 2 and "no-such-kernel" in one_line(bad.stderr), bad.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["--preload", "spec key", "none"])
 def test_preload_reaches_warm_kernels(tmp_path: Path, how: str) -> None:
     """3 runs at -j 2 (more runs than -j: warm kernels): the zygote imported ``colorsys``."""
@@ -148,6 +152,7 @@ def test_preload_reaches_warm_kernels(tmp_path: Path, how: str) -> None:
 # --- run names ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_hash_in_run_name_is_the_configs_hash(tmp_path: Path) -> None:
     write_spec(tmp_path, "hold.py", grid={"x": [1, 2]}, run_name="x{x}-{hash}")
     plan = run_cli("sweep", "spec.json", "--dry-run", cwd=tmp_path)
@@ -202,6 +207,7 @@ FIXED = ["sweep", "run", "run_dir", "status", "started", "finished", "duration_s
          "error", "config_hash"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_index_columns_in_the_readme_order(tmp_path: Path) -> None:
     write_spec(tmp_path, "work.py", grid={"x": [1, 2]}, base={"model": {"depth": 3}})
     proc = run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path)
@@ -224,6 +230,7 @@ def test_index_is_appended_per_run_and_rewritten_when_columns_change(tmp_path: P
         {"x": 0, "hold": "", "extra": ""},
         {"x": 1, "hold": str(hold), "extra": ""},
         {"x": 2, "hold": str(hold), "extra": "zzz"},
+        {"x": 3, "hold": str(hold), "extra": ""},
     ]
     write_spec(tmp_path, "hold.py", table=table[:1])
     assert run_cli("sweep", "spec.json", cwd=tmp_path).returncode == 0
@@ -234,22 +241,35 @@ def test_index_is_appended_per_run_and_rewritten_when_columns_change(tmp_path: P
     def row_of(x: int) -> dict[str, str] | None:
         return next((r for r in root.rows() if r["param.x"] == str(x)), None)
 
+    def replaced(fd: int) -> bool:
+        """True once the file ``fd`` was opened on is no longer the index (renamed over)."""
+        return os.fstat(fd).st_nlink == 0
+
     with conductor("spec.json", "-j", "3", "--no-progress", "--no-report", cwd=tmp_path) as c:
-        c.until(lambda: started(hold) == {1, 2}, what="x=1 and x=2 held")
-        start = index.stat().st_ino
-        lines = len(index.read_text().splitlines())
-        release(hold, 1)
-        c.until(lambda: (row_of(1) or {}).get("status") == "ok", what="x=1 appended")
-        assert index.stat().st_ino == start, "an append rewrote the file"
-        assert len(index.read_text().splitlines()) == lines + 1
-        assert "result.zzz" not in root.header()
-        release(hold, 2)
-        c.until(lambda: (row_of(2) or {}).get("status") == "ok", what="x=2 indexed")
-        assert "result.zzz" in root.header(), "a new column did not rewrite the header"
-        assert c.wait() == 0, c.output()
-    assert index.stat().st_ino != start
-    assert sorted(r["param.x"] for r in root.rows()) == ["0", "1", "2"]
-    assert len(index.read_text().splitlines()) == 4
+        c.until(lambda: started(hold) == {1, 2, 3}, what="x=1, 2, 3 held")
+        fd = os.open(index, os.O_RDONLY)  # the file as the sweep's start rewrote it
+        try:
+            lines = len(index.read_text().splitlines())
+            release(hold, 1)
+            c.until(lambda: (row_of(1) or {}).get("status") == "ok", what="x=1 appended")
+            assert not replaced(fd), "an append rewrote the file"
+            assert len(index.read_text().splitlines()) == lines + 1
+            assert "result.zzz" not in root.header()
+            release(hold, 2)
+            c.until(lambda: (row_of(2) or {}).get("status") == "ok", what="x=2 indexed")
+            assert replaced(fd), "a new column did not rewrite the file"
+            assert "result.zzz" in root.header()
+        finally:
+            os.close(fd)
+        fd = os.open(index, os.O_RDONLY)
+        try:
+            release(hold, 3)
+            assert c.wait() == 0, c.output()
+            assert replaced(fd), "the sweep's end did not rewrite the file"
+        finally:
+            os.close(fd)
+    assert sorted(r["param.x"] for r in root.rows()) == ["0", "1", "2", "3"]
+    assert len(index.read_text().splitlines()) == 5
 
 
 # --- reports -----------------------------------------------------------------------------------
@@ -292,6 +312,7 @@ class Page(HTMLParser):
             self._cell.append(data)
 
 
+@pytest.mark.slow
 def test_report_of_real_sweeps_without_a_browser(tmp_path: Path) -> None:
     """Two real sweeps (real kernels) on one root: `ductaflow report` as a process, its page
     (parsed with the standard library) holding both sweeps' runs, links that resolve, a failed

@@ -26,9 +26,12 @@ from ductaflow.kernel import StandardStarter, open_kernel
 from ductaflow.spec import FlowRef, RunOptions, RunResult, RunSpec
 from ductaflow.warm import WarmStarter, ZygoteRegistry, make_starter
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="kernels are forked on Linux only"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"), reason="kernels are forked on Linux only"
+    ),
+]
 
 #: The environment the engine gives a kernel, for tests that start one without the engine.
 KERNEL_ENV = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
