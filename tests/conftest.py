@@ -33,9 +33,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that need Dask, Slurm or a browser are slow too: not in ``-m "not slow"``."""
+    """Tests that need Dask, Slurm or a browser are slow too, and so is the fault table (it
+    runs real sweeps on damaged roots): none of them is in ``-m "not slow"``."""
+    faults = Path(__file__).parent / "faults"
     for item in items:
         if any(item.get_closest_marker(m) for m in ("distributed", "slurm", "browser")):
+            item.add_marker(pytest.mark.slow)
+        elif faults in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.slow)
 
 

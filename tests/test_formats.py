@@ -19,6 +19,8 @@ from ductaflow.errors import FlowError
 from ductaflow.notebook import INJECTED_TAG, NOT_RUN_TAG, STOPPED_TAG
 from ductaflow.spec import FlowRef, RunSpec
 
+pytestmark = pytest.mark.slow  # kernels and processes: not in `-m "not slow"`
+
 FORMATS = ["percent.py", "light.py", "markdown.md", "myst.md", "papermill.ipynb"]
 
 
