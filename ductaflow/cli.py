@@ -1,4 +1,4 @@
-"""The ``ductaflow`` command: run, sweep, status, index, report.
+"""The ``ductaflow`` command: run, sweep, status, index, report, open, rerun.
 
 Exit codes: 0 all ok; 1 a run failed, timed out, died or was interrupted; 2 bad input, reported
 in one line before any kernel starts.
@@ -136,7 +136,116 @@ def _parser() -> argparse.ArgumentParser:
         "--no-notebooks", action="store_true",
         help="do not render notebooks to HTML (link what HTML there is, else the .ipynb)",
     )  # fmt: skip
+    _debug_commands(sub)
     return parser
+
+
+def _debug_commands(sub: Any) -> None:
+    """``open`` and ``rerun``: a recorded run, stepped through or run again in place."""
+    opener = sub.add_parser(
+        "open", help="write a run's flow as a notebook (or script) with its config, to debug it"
+    )
+    opener.add_argument("run_dir", type=Path, help="a run directory (holds status.json)")
+    opener.add_argument(
+        "--flow", metavar="NAME", help="which flow (default: the one that failed, else the first)"
+    )
+    how = opener.add_mutually_exclusive_group()
+    how.add_argument(
+        "--script", action="store_true", help="write <flow>_debug.py, a plain script to debug"
+    )
+    how.add_argument(
+        "--jupyter", action="store_true",
+        help="then open it in Jupyter (JupyterLab, else Notebook; pip install ductaflow[jupyter])",
+    )  # fmt: skip
+    rerun = sub.add_parser(
+        "rerun", help="run recorded runs again in place, from their CONFIG.json and flows"
+    )
+    rerun.add_argument(
+        "run_dirs", nargs="*", type=Path, metavar="RUN_DIR", help="run directories to rerun"
+    )
+    rerun.add_argument(
+        "--where", metavar="QUERY",
+        help="runs of the index matching a pandas query, e.g. \"param.alpha > 0.5 and "
+        "status == 'failed'\"",
+    )  # fmt: skip
+    rerun.add_argument(
+        "--root", type=Path, default=Path("runs"), help="the runs root of --where (default: runs)"
+    )
+    rerun.add_argument("--only", choices=("failed",), help="only the runs that did not end ok")
+    rerun.add_argument("-j", "--jobs", type=int, metavar="N", help="parallel runs (default: cores)")
+    rerun.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rerun.add_argument("--timeout", type=_positive, metavar="S", help="seconds one cell may run")
+    rerun.add_argument(
+        "--run-timeout", type=_positive, metavar="S", help="seconds a whole run may take"
+    )
+    rerun.add_argument(
+        "--kernel", metavar="NAME", help="a registered kernelspec (default: this Python)"
+    )
+
+
+def _cmd_open(args: argparse.Namespace) -> int:
+    from .debug import debug_flow
+
+    jupyter = _jupyter_command() if args.jupyter else None
+    made = debug_flow(args.run_dir, args.flow, script=args.script)
+    print(made.path)
+    if jupyter is None:
+        return EXIT_OK
+    import subprocess
+
+    # started in the run directory: Jupyter's kernel runs where the run did
+    return subprocess.call([*jupyter, made.path.name], cwd=made.path.parent)
+
+
+def _jupyter_command() -> list[str]:
+    """``jupyter-lab``, else ``jupyter-notebook``, beside this Python or on PATH."""
+    import shutil
+
+    here = str(Path(sys.executable).parent)
+    for name in ("jupyter-lab", "jupyter-notebook"):
+        found = shutil.which(name, path=here) or shutil.which(name)
+        if found:
+            return [found]
+    raise InputError(
+        "--jupyter: neither JupyterLab nor Jupyter Notebook is installed; "
+        "pip install 'ductaflow[jupyter]', or open the file in your own editor"
+    )
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    from .executor import SweepOptions
+    from .rerun import rerun_runs, select_runs
+    from .spec import RunOptions
+
+    if bool(args.run_dirs) == bool(args.where):
+        raise InputError("rerun: give run directories or --where QUERY (one of the two)")
+    if args.jobs is not None and args.jobs < 1:
+        raise InputError(f"-j {args.jobs}: give at least 1 parallel run")
+    only_failed = args.only == "failed"
+    if args.where:
+        run_dirs = select_runs(args.root, args.where, only_failed=only_failed)
+        if not run_dirs:
+            which = "run that did not end ok" if only_failed else "run"
+            print(f"{args.root}: no {which} matches --where {args.where!r}")
+            return EXIT_OK
+    else:
+        run_dirs = args.run_dirs
+    options = SweepOptions(
+        n_jobs=args.jobs, progress=not args.no_progress,
+        run=RunOptions(timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel),
+    )  # fmt: skip
+    done = rerun_runs(run_dirs, options, only_failed=only_failed)
+    if not done.outcomes:
+        print("nothing to rerun: every run given ended ok")
+        return EXIT_OK
+    for line in done.lines():
+        print(line)
+    for report in done.reports:
+        if report.error:
+            print(f"ductaflow: error: {report.error}", file=sys.stderr)
+    if done.interrupted:
+        raise KeyboardInterrupt
+    return EXIT_OK if done.ok else EXIT_FAILED
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -315,6 +424,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         "status": _cmd_status,
         "index": _cmd_index,
         "report": _cmd_report,
+        "open": _cmd_open,
+        "rerun": _cmd_rerun,
     }
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed conductor records its runs

@@ -31,7 +31,7 @@ from .errors import InputError, StorageError
 from .index import IndexFile, build_row, load_index
 from .lifecycle import settle, wait_for_run
 from .plan import Plan, plan_runs, recover_abandoned
-from .process import now
+from .process import now, sweep_scratch
 from .spec import (
     BUSY,
     DIED,
@@ -50,7 +50,7 @@ from .sweep import Sweep
 if TYPE_CHECKING:
     from .backends import Backend, Task
 
-__all__ = ["SweepOptions", "SweepReport", "execute_sweep", "run_sweep"]
+__all__ = ["GivenRuns", "SweepOptions", "SweepReport", "execute_runs", "execute_sweep", "run_sweep"]
 
 log = logging.getLogger("ductaflow")
 
@@ -155,7 +155,7 @@ class LiveReport:
         return path
 
 
-def execute_sweep(sweep: Sweep, options: SweepOptions | None = None) -> SweepReport:
+def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None) -> SweepReport:
     """Plan and execute a sweep; index every run as it finishes.
 
     Raises ``InputError`` for an unknown backend or option, a kernel that is not registered, or
@@ -211,7 +211,7 @@ def execute_sweep(sweep: Sweep, options: SweepOptions | None = None) -> SweepRep
     conductor = _Conductor(sweep.name, report, index, {s.run_dir: s.config for s in specs}, opts)
     bad_input = False
     try:
-        with conductor.logging_around_bar():
+        with sweep_scratch(), conductor.logging_around_bar():  # no temporary outlives the sweep
             conductor.drive(backend, task, plan.to_run, since)
     except InputError:  # the backend cannot start: exit 2 in one line, no report of nothing
         bad_input = True
@@ -370,3 +370,29 @@ def run_sweep(sweep: Sweep, options: SweepOptions | None = None) -> Any:
         raise KeyboardInterrupt(report.summary())
     frame = load_index(opts.runs_root)
     return frame[frame["sweep"] == sweep.name].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class GivenRuns:
+    """Runs built elsewhere (``ductaflow rerun`` rebuilds them from their run directories),
+    executed by ``execute_sweep`` as a sweep of their own: it only hands them back."""
+
+    name: str
+    specs: tuple[RunSpec, ...]
+    preload: tuple[str, ...] = ()
+    #: not an optimize sweep (what ``execute_sweep`` asks of a sweep that a study drives)
+    optimize: None = None
+
+    def expand(self, runs_root: str | Path, inspect: bool = True) -> list[RunSpec]:
+        return list(self.specs)
+
+    def check(self, specs: Iterable[RunSpec], kernel: str | None = None) -> list[str]:
+        return []  # their flows' source was checked when they were first swept
+
+
+def execute_runs(
+    name: str, specs: Iterable[RunSpec], options: SweepOptions | None = None
+) -> SweepReport:
+    """Execute these runs, whose directories are under ``options.runs_root``, as one sweep
+    called ``name`` (the bar, the log): planned, indexed and recorded as a sweep's are."""
+    return execute_sweep(GivenRuns(name, tuple(specs)), options)

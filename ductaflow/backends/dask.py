@@ -13,8 +13,9 @@ stopped.
   its run processes get SIGTERM and record their runs ``interrupted``; Dask runs those tasks
   again elsewhere, and after ``distributed.scheduler.allowed-failures`` worker deaths the
   conductor records the run ``died``.
-- Ctrl-C in the conductor (or ``stop()``) cancels the queued tasks and sends SIGTERM to this
-  sweep's run processes on every worker, then waits for them to record their runs.
+- Ctrl-C in the conductor (or ``stop()``) cancels the queued tasks and sends SIGINT (SIGTERM
+  when SIGTERM stopped the conductor) to this sweep's run processes on every worker, then waits
+  for them to record their runs.
 
 ``dask`` needs ``client=`` or ``scheduler=ADDRESS`` (extra ``ductaflow[dask]``); ``dask-local``
 starts ``n_jobs`` one-thread worker processes. SLURM (``slurm.py``) is a Dask cluster too.
@@ -28,6 +29,7 @@ import logging
 import os
 import pickle
 import signal
+import sys
 import threading
 import uuid
 from collections.abc import Generator, Iterator, Sequence
@@ -36,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from ..lifecycle import settle_killed
-from ..process import now
+from ..process import interrupting_signal, now, scratch_dir
 from ..spec import Outcome, RunSpec
 from .base import Backend, Task
 from .runprocess import run_remote, stop_sweep
@@ -97,12 +99,15 @@ class DaskBackend(Backend):
         self.client = client
         self.scheduler = scheduler
         self._outcomes: Generator[Outcome, None, None] | None = None
+        self._signum = signal.SIGINT
 
     def run(self, specs: Sequence[RunSpec], task: Task) -> Iterator[Outcome]:
         self._outcomes = self._run(specs, task)
         return self._outcomes
 
     def stop(self) -> None:
+        # called while the KeyboardInterrupt is handled: the runs get the signal it came from
+        self._signum = interrupting_signal(sys.exc_info()[1])
         if self._outcomes is not None:
             self._outcomes.close()  # the generator's ``finally`` stops the runs on the cluster
 
@@ -136,8 +141,10 @@ class DaskBackend(Backend):
                         outcome = settle_killed(spec, since, error)
                     yield outcome
             finally:
-                if pending:
-                    _stop(client, list(pending), token)
+                if pending:  # Ctrl-C here (or SIGTERM), or stop() closing this generator
+                    exc = sys.exc_info()[1]
+                    signum = self._signum if isinstance(exc, GeneratorExit) else None
+                    _stop(client, list(pending), token, signum or interrupting_signal(exc))
 
     @contextlib.contextmanager
     def _connect(self, n_workers: int, runs_root: Path) -> Iterator[Client]:
@@ -172,12 +179,15 @@ class DaskBackend(Backend):
         """The cluster this backend starts and closes (``dask-local``: a LocalCluster)."""
         if self.name != "dask-local":
             raise InputError(f"backend {self.name!r}: not a distributed backend")
+        import dask
         from distributed import LocalCluster
 
-        return LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-            silence_logs=logging.ERROR, preload=[__name__],  # see dask_setup
-        )  # fmt: skip
+        # the scheduler's and the workers' dask-scratch-space go with the sweep (process.py)
+        with dask.config.set({"temporary-directory": str(scratch_dir() / "dask")}):
+            return LocalCluster(
+                n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                silence_logs=logging.ERROR, preload=[__name__],  # see dask_setup
+            )  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -208,12 +218,12 @@ def _check_workers(client: Client, runs_root: Path) -> None:
         )
 
 
-def _stop(client: Client, futures: list[Any], token: str) -> None:
-    """Cancel the queued runs and stop the running ones (their run processes get SIGTERM)."""
+def _stop(client: Client, futures: list[Any], token: str, signum: int) -> None:
+    """Cancel the queued runs and stop the running ones (their run processes get ``signum``)."""
     log.info("stopping %d runs on the cluster", len(futures))
     with contextlib.suppress(Exception):
         client.cancel(futures, force=True)
     try:
-        client.run(stop_sweep, token, STOP_GRACE_S, on_error="ignore")
+        client.run(stop_sweep, token, STOP_GRACE_S, int(signum), on_error="ignore")
     except Exception as exc:  # the cluster is gone; its runs went with it
         log.warning("could not reach the workers to stop the runs (%s)", exc)

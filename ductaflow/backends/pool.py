@@ -1,16 +1,25 @@
 """Runs on a joblib pool (loky worker processes by default), or one after another here.
 
 ``n_jobs=1`` (or ``sequential``) is a plain loop that a debugger can step through.
+
+A pool worker lives no longer than its conductor: loky hands each worker a few tasks ahead, and
+a worker whose conductor was killed would start them. ``PoolTask`` refuses them: a worker whose
+parent is no longer the conductor exits before it claims the run. The run it was executing when
+the conductor died is stopped, recorded and its kernel killed by the engine, and an idle worker
+exits within a second (``task.orphan_guard``), never halfway through recording a run.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
+from ..process import SCRATCH_ENV
 from ..spec import INTERRUPTED, Outcome, RunSpec
 from .base import Backend, Task
 
-__all__ = ["JoblibBackend", "SequentialBackend"]
+__all__ = ["JoblibBackend", "PoolTask", "SequentialBackend"]
 
 
 class SequentialBackend(Backend):
@@ -43,4 +52,26 @@ class JoblibBackend(Backend):
         parallel = Parallel(
             n_jobs=self.n_jobs, backend=self.backend, return_as="generator_unordered", batch_size=1
         )
-        yield from parallel(delayed(task)(s) for s in specs)
+        guarded = PoolTask(task, os.getpid(), os.environ.get(SCRATCH_ENV))
+        yield from parallel(delayed(guarded)(s) for s in specs)
+
+
+@dataclass(frozen=True)
+class PoolTask:
+    """The sweep's task as a pool worker executes it: never for a dead conductor.
+
+    ``scratch``: the sweep's scratch directory (a reused worker was started by an earlier sweep,
+    with that sweep's environment).
+    """
+
+    task: Task
+    conductor: int
+    scratch: str | None = None
+
+    def __call__(self, spec: RunSpec) -> Outcome:
+        if os.getpid() != self.conductor:  # a worker (joblib may run a task in this process)
+            if os.getppid() != self.conductor:
+                os._exit(0)  # orphaned: nobody waits for this run; it is left as it was
+            if self.scratch:
+                os.environ[SCRATCH_ENV] = self.scratch
+        return self.task(spec)

@@ -91,13 +91,14 @@ def run_remote(payload: bytes, spec: RunSpec, token: str) -> bytes | Outcome | N
     return settle(spec, since, DIED, error, unstarted=True)
 
 
-async def stop_sweep(token: str, grace: float) -> int:
-    """Run on every worker by the conductor: stop a sweep's runs here; how many were running."""
+async def stop_sweep(token: str, grace: float, signum: int = signal.SIGTERM) -> int:
+    """Run on every worker by the conductor: stop a sweep's runs here (their run processes get
+    ``signum``, the signal that stopped the conductor); how many were running."""
     with _LOCK:
         _STOPPED.add(token)
         running = list(_ACTIVE.get(token, ()))
     for proc in running:
-        proc.terminate()
+        proc.terminate(signum)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         with _LOCK:
@@ -163,9 +164,9 @@ class RunProcess:
                         return self._recv.recv_bytes()
                 return None
 
-    def terminate(self) -> None:
+    def terminate(self, signum: int = signal.SIGTERM) -> None:
         with contextlib.suppress(OSError):
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signum)
 
     def exit_description(self) -> str:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -183,7 +184,8 @@ def serve() -> None:
     set_parent_death_signal(signal.SIGTERM, parent)
     inbox = Connection(in_fd, writable=False)
     outbox = Connection(out_fd, readable=False)
-    with contextlib.suppress(EOFError, OSError):  # the worker is gone
+    # the worker is gone, or a Ctrl-C passed on by the conductor came between runs
+    with contextlib.suppress(EOFError, OSError, KeyboardInterrupt):
         while inbox.poll(RUN_PROCESS_IDLE_S):
             payload, spec = inbox.recv()
             task = pickle.loads(payload)
