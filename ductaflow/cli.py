@@ -53,6 +53,10 @@ def _execution_options(parser: argparse.ArgumentParser) -> None:
         "--strict", action="store_true",
         help="exit 2 before running when a flow overwrites a config key or a varied key is unread",
     )  # fmt: skip
+    parser.add_argument(
+        "--strict-warnings", action="store_true",
+        help="a run whose flows raise warnings (Python warnings, logging at WARNING+) is failed",
+    )  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -268,9 +272,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path("runs", "manual", f"{flow.name}-{digest[:8]}")
     spec = RunSpec(run_dir.absolute(), config, (flow,), config_hash=digest)
     # One kernel: a warm process would only add its own start to it.
+    from .environment import record_environment
+
+    # a run of its own records its environment as a sweep does: in its sweep's folder
+    # (runs/manual), or (a run directory of the user's choosing) in the run directory
+    where = spec.run_dir.parent if args.run_dir is None else spec.run_dir
+    env = record_environment(where, [flow.path])
     options = RunOptions(
-        timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel, warm=False
-    )
+        timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel, warm=False,
+        strict_warnings=args.strict_warnings, env_hash=env and env.hash,
+        git_commit=env and env.git_commit,
+    )  # fmt: skip
     try:
         result = execute_run(spec, options)
     except RunInterrupted as exc:
@@ -283,7 +295,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         line += f": {result.error}{where}"
     print(f"{line} -> {notebook}")
     for warning in result.warnings:
-        if warning not in told:  # the source checks' warnings were logged before the run
+        if warning.runtime or warning.message not in told:  # checks were logged before the run
             print(f"warning: {warning}", file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_FAILED
 
@@ -312,6 +324,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     options = RunOptions(
         timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel,
         retries=args.retries, warm=not args.no_warm, preload=_modules(args.preload),
+        strict_warnings=args.strict_warnings,
     )  # fmt: skip
     backend_options = {
         key: value
@@ -346,6 +359,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from .environment import ENVIRONMENT_DIR
     from .index import scan_rows
 
     rows = scan_rows(args.runs_root)
@@ -354,7 +368,25 @@ def _cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     frame = pd.DataFrame(rows)
     table = pd.crosstab(frame["sweep"], frame["status"], margins=True, margins_name="total")
+    warned = frame[(frame["status"] == "ok") & (pd.to_numeric(frame["warnings"]).fillna(0) > 0)]
+    if len(warned):  # ok runs that raised warnings: counted in "ok", shown apart
+        per_sweep = warned.groupby("sweep").size()
+        table.insert(list(table.columns).index("ok") + 1, "(with warnings)",
+                     per_sweep.reindex(table.index, fill_value=0))  # fmt: skip
+        table.loc["total", "(with warnings)"] = len(warned)
     print(table.to_string())
+    for sweep, envs in frame[frame["env_hash"] != ""].groupby("sweep")["env_hash"]:
+        counts = envs.value_counts()
+        if len(counts) > 1:
+            listed = ", ".join(f"{h} ({n} runs)" for h, n in counts.items())
+            print(f"\n{sweep}: its runs ran in {len(counts)} different environments: {listed}; "
+                  f"see {args.runs_root / sweep / ENVIRONMENT_DIR}/<hash>.json")  # fmt: skip
+    if len(warned):
+        print(f"\n{len(warned)} ok with warnings:")
+        for row in warned.head(20).itertuples():
+            print(f"  {row.sweep}/{row.run}  {row.warnings} warning(s)")
+        if len(warned) > 20:
+            print(f"  ... and {len(warned) - 20} more (the index's warnings column)")
     bad = frame[~frame["status"].isin(["ok", "running"])]
     if len(bad):
         print(f"\n{len(bad)} not ok:")

@@ -112,6 +112,7 @@ class SweepReport:
                 c["skipped"] += 1
             else:
                 c[outcome.result.status] += 1
+                c["warned"] += outcome.result.warned  # ok runs with warnings (also in "ok")
         return c
 
     @property
@@ -124,6 +125,8 @@ class SweepReport:
     def summary(self) -> str:
         c = self.counts()
         parts = [f"{c[s]} {s}" for s in (OK, FAILED, TIMEOUT, DIED, INTERRUPTED)]
+        if c["warned"]:
+            parts[0] += f" ({c['warned']} with warnings)"
         parts.append(f"{c['skipped']} skipped")
         state = "interrupted" if self.interrupted else ("ok" if self.ok else "FAILED")
         state = "stopped" if self.error else state
@@ -188,6 +191,8 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
     backend = get_backend(opts.backend, n_jobs, warm=run_options.warm, options=backend_options)
     if plan.to_run:
         backend.check()  # e.g. sbatch --test-only: a refusal leaves nothing behind
+        # once per sweep, in the conductor; its hash goes in each run's status.json
+        run_options = _with_environment(run_options, root / sweep.name, specs)
     log.info("%s", plan.describe(sweep.name))
     kernels = "warm" if run_options.warm else "standard"
     log.info("%s: backend %s, -j %d, %s kernels", sweep.name, backend.name, n_jobs, kernels)
@@ -206,7 +211,7 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
 
     task = functools.partial(
         run_task, options=run_options, force=opts.force, since=since, conductor=os.getpid(),
-        index_root=root if backend.local else None, stop=backend.stop_event,
+        index_root=root, stop=backend.stop_event,
     )  # fmt: skip
     conductor = _Conductor(sweep.name, report, index, {s.run_dir: s.config for s in specs}, opts)
     bad_input = False
@@ -226,6 +231,17 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
             report.report_path = conductor.live.refresh(force=True)
         report.wall_s = time.perf_counter() - t0
     return report
+
+
+def _with_environment(options: RunOptions, where: Path, specs: list[RunSpec]) -> RunOptions:
+    """Record the environment the sweep runs in (``runs/<sweep>/environment/<hash>.json``), named in
+    ``options`` for each run's ``status.json``."""
+    from .environment import record_environment
+
+    env = record_environment(where, [f.path for f in specs[0].flows])
+    if env is None:
+        return options
+    return dataclasses.replace(options, env_hash=env.hash, git_commit=env.git_commit)
 
 
 class _Conductor:

@@ -16,9 +16,10 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from .index import IndexFile, build_row
-from .lifecycle import classify
+from .lifecycle import classify, earlier_attempts
 from .process import now
 from .rundir import RunLock, as_storage_error, read_status, write_status
 from .spec import BUSY, FAILED, RAN, SKIPPED, Outcome, PlanState, RunOptions, RunResult, RunSpec
@@ -58,7 +59,7 @@ def run_task(
             worker = conductor is not None and os.getppid() == conductor
             guard = orphan_guard(conductor) if worker and conductor is not None else None
             with guard or contextlib.nullcontext():
-                result = _execute(spec, options, worker, stop)
+                result = _execute(spec, options, worker, stop, earlier_attempts(status, since))
                 return _indexed(Outcome(spec, RAN, result), index_root)
         finally:
             lock.release()
@@ -76,15 +77,22 @@ def run_task(
 
 
 def _execute(
-    spec: RunSpec, options: RunOptions, worker: bool, stop: threading.Event | None
+    spec: RunSpec,
+    options: RunOptions,
+    worker: bool,
+    stop: threading.Event | None,
+    earlier: list[dict[str, Any]],
 ) -> RunResult:
-    """Execute the run with the kernel starter its options ask for; an interrupted run too."""
+    """Execute the run with the kernel starter its options ask for; an interrupted run too.
+    ``earlier``: the attempts this sweep made at it before (a worker lost it)."""
     from .engine import RunInterrupted, execute_run
     from .warm import make_starter
 
     starter = make_starter(options.kernel, options.warm, options.preload)
     try:
-        return execute_run(spec, options, starter, stop_with_parent=worker, stop=stop)
+        return execute_run(
+            spec, options, starter, stop_with_parent=worker, stop=stop, earlier=earlier
+        )
     except RunInterrupted as exc:
         return exc.result
 

@@ -11,6 +11,7 @@ from helpers import read_json, run_cli
 
 from ductaflow.checks import check_runs, inspect_notebook, is_clean_exit
 from ductaflow.errors import FlowError, SweepSpecError
+from ductaflow.index import load_index
 from ductaflow.spec import FlowRef
 
 
@@ -122,7 +123,10 @@ def test_both_warnings_before_the_sweep_and_in_status_json(tmp_path: Path) -> No
     for run in runs:
         assert (run / "alpha.txt").read_text() == "0.1"  # what the warning is about
         warnings = read_json(run / "status.json")["warnings"]
-        assert len(warnings) == 1 and "assigns 'alpha' before reading it" in warnings[0]
+        assert len(warnings) == 1 and warnings[0]["kind"] == "check"
+        assert "assigns 'alpha' before reading it" in warnings[0]["message"]
+        assert warnings[0]["flow"] == "over"
+    assert load_index(tmp_path / "runs")["warnings"].tolist() == [1, 1]
 
 
 @pytest.mark.parametrize("how", ["--strict", "spec"])

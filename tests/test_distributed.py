@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ OPTIONS = RunOptions(timeout=8)  # a deadline for x=3 (sleeps 30); the others ar
 VOLATILE = {
     "started",
     "finished",
+    "ended",  # of an attempt, in attempt_log
+    "job_id",
     "duration_s",
     "host",
     "pid",
@@ -279,7 +282,16 @@ def test_slurm_job_script_and_bad_input(tmp_path: Path) -> None:
     assert f"#SBATCH -o {tmp_path / 'logs'}/ductaflow-%J.out" in lines
     worker = lines[-1]
     assert worker.startswith(f"{sys.executable} -m distributed.cli.dask_worker tcp://SCHEDULER")
-    assert "--nthreads 1" in worker and "--lifetime 54m" in worker
+    assert "--nthreads 1" in worker and "--lifetime" not in worker  # it would cut a run
+    # the job's end, for the worker to stop taking runs in time (backends/lifetime.py)
+    assert "DUCTAFLOW_JOB_END=${DUCTAFLOW_JOB_END:-$(( $(date +%s) + 3600 ))}" in lines
+    prologue = "\n".join(lines[lines.index("unset DUCTAFLOW_JOB_END") : -1])
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_JOB_ID"}
+    shown = subprocess.run(
+        ["bash", "-c", prologue + '\necho "$DUCTAFLOW_JOB_END"'],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    assert abs(int(shown.stdout) - (time.time() + 3600)) < 120, shown
 
     # dask-jobqueue 0.9.0 replaces the SIGINT handler on import; Ctrl-C must still interrupt
     probe = (

@@ -101,9 +101,10 @@ def test_injection_is_data_and_round_trips(flows: Path, tmp_path: Path) -> None:
     assert out["vars"] == expected_vars
     for name in ("PWNED", "PWNED2", "PWNED3"):
         assert not (run_dir / name).exists(), "a config string ran as code"
-    assert any("'my-key'" in w for w in result.warnings)
-    assert any("'class'" in w for w in result.warnings)
-    assert read_json(run_dir / "status.json")["warnings"] == list(result.warnings)
+    assert any("'my-key'" in w.message for w in result.warnings)
+    assert any("'class'" in w.message for w in result.warnings)
+    assert {w.kind for w in result.warnings} == {"check"}
+    assert read_json(run_dir / "status.json")["warnings"] == result.to_json()["warnings"]
     table = executed(run_dir, "echo").cells[0].source
     assert "### config2" in table and "&#96;" not in table.split("code2")[0]
 

@@ -26,8 +26,9 @@ class Backend(abc.ABC):
 
     #: its name, as ``--backend`` takes it
     name: str = ""
-    #: True when the workers share this machine's files and pids: they index their own runs
-    #: and stop theirs when the conductor dies
+    #: True when the workers share this machine's pids: they stop their runs when the
+    #: conductor dies. Every worker indexes its own runs (the runs root is always shared), so a
+    #: run that finishes after its conductor was killed is in the index all the same.
     local: bool = True
     #: set to stop the runs executing in this process's threads (signals reach the main thread
     #: only); the task watches it

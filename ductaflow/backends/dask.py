@@ -2,7 +2,9 @@
 
 The conductor submits one Dask task per run with ``Client.submit`` (``pure=False``) and takes the
 outcomes back with ``as_completed``, so the index and the progress bar move as runs finish. The
-runs directory is on a filesystem that the workers share; the conductor alone writes the index.
+runs directory is on a filesystem that the workers share; each run's row goes into the index from
+its worker (under the index's lock), so a run that finishes after its conductor was killed is
+indexed all the same.
 On a worker, the task goes to a reused run process (``runprocess``), which is what lets a run be
 stopped.
 
@@ -134,6 +136,8 @@ class DaskBackend(Backend):
                     spec = pending.pop(future)
                     try:
                         answer = future.result()
+                        # nothing kept on the worker: a worker that drains has no data to move
+                        future.release()
                         outcome = pickle.loads(answer) if isinstance(answer, bytes) else answer
                     except Exception as exc:  # KilledWorker: the workers running it kept dying
                         log.warning("%s: lost on the cluster (%s)", spec.name, exc)

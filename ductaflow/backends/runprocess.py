@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from ..lifecycle import settle, wait_released
 from ..process import describe_exit, now, set_parent_death_signal
 from ..spec import DIED, INTERRUPTED, Outcome, RunSpec
+from .lifetime import refuse_run, worker_lifetime
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -56,8 +57,20 @@ def run_remote(payload: bytes, spec: RunSpec, token: str) -> bytes | Outcome | N
     ``payload`` is the pickled task; the answer is the pickled ``Outcome``, an ``Outcome``
     recorded here, or None when the sweep was stopped before the run began. A run whose run
     process dies goes again once in a new one, and is recorded ``died`` the second time, as a
-    run whose ``loky`` worker dies.
+    run whose ``loky`` worker dies. On a worker whose job ends too soon for another run, the
+    run goes back to the scheduler instead (``lifetime``).
     """
+    lifetime = worker_lifetime()
+    if not lifetime.admit():
+        refuse_run()  # raises distributed.Reschedule
+    t0 = time.monotonic()
+    try:
+        return _run_remote(payload, spec, token)
+    finally:
+        lifetime.finished(time.monotonic() - t0)
+
+
+def _run_remote(payload: bytes, spec: RunSpec, token: str) -> bytes | Outcome | None:
     since = now()
     why = ""
     for attempt in (1, 2):

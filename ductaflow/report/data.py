@@ -21,6 +21,7 @@ from ..process import strip_ansi
 from ..rundir import CONFIG_FILE
 from ..spec import ERROR_ANCHOR, NOT_RUN, OK, RUNNING
 from .fmt import (
+    GOOD,
     as_text,
     fmt_num,
     fmt_seconds,
@@ -107,7 +108,7 @@ class Header:
 
     @property
     def n_bad(self) -> int:
-        return sum(n for s, n in self.counts if s not in (OK, RUNNING))
+        return sum(n for s, n in self.counts if s not in GOOD)
 
     @property
     def wall_s(self) -> float | None:
@@ -151,6 +152,8 @@ class Row:
     run_dir: Link
     #: Where the error is: the failing notebook, at its failing cell when it has the marker.
     error_href: str | None = None
+    #: How many attempts the run took (more than one: a worker was lost, or ``--retries``).
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -201,7 +204,7 @@ def flows_from_columns(record: Mapping[str, Any], flow_columns: list[str]) -> Ru
     flows = []
     for i, name in enumerate(names):
         last = i == len(names) - 1
-        bad = last and status not in (OK, RUNNING)
+        bad = last and status not in GOOD
         flows.append(
             FlowInfo(name, f"{name}_executed.ipynb", status if bad else OK, error_anchor=bad)
         )
@@ -291,6 +294,7 @@ def _row(
         config=Link(CONFIG_FILE, f"{run_href}/{CONFIG_FILE}"),
         run_dir=Link(run_dir.name, f"{run_href}/"),
         error_href=error_href,
+        attempts=int(attempts) if is_number(attempts := record.get("attempts")) else 1,
     )
 
 
