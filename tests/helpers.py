@@ -101,6 +101,11 @@ def write_spec(
     return path
 
 
+def is_run_dir(path: Path) -> bool:
+    """A run's directory (not the sweep's ``environment/`` records or its report files)."""
+    return path.is_dir() and any((path / f).exists() for f in ("CONFIG.json", "status.json"))
+
+
 @dataclass
 class RunsRoot:
     """A read-only view of a runs root: run directories, their records, the index's raw rows."""
@@ -113,7 +118,7 @@ class RunsRoot:
         base = self.path / self.sweep
         if not base.is_dir():
             return {}
-        return {p.name: p for p in sorted(base.iterdir()) if p.is_dir()}
+        return {p.name: p for p in sorted(base.iterdir()) if is_run_dir(p)}
 
     def by(self, key: str) -> dict[Any, Path]:
         """Config value of ``key`` → run directory (runs that have their CONFIG.json)."""

@@ -17,6 +17,7 @@ import pytest
 from helpers import (
     FLOWS,
     conductor,
+    is_run_dir,
     read_json,
     release,
     run_cli,
@@ -47,7 +48,7 @@ def index_rows(root: Path) -> list[dict[str, str]]:
 
 
 def run_dirs(root: Path, sweep: str = "s") -> dict[str, Path]:
-    return {p.name: p for p in (root / sweep).iterdir() if p.is_dir()}
+    return {p.name: p for p in (root / sweep).iterdir() if is_run_dir(p)}
 
 
 def notebook_text(path: Path) -> str:

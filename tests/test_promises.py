@@ -20,6 +20,7 @@ from helpers import (
     SLURM_CONF,
     RunsRoot,
     conductor,
+    is_run_dir,
     read_json,
     release,
     run_cli,
@@ -326,7 +327,7 @@ def test_report_of_real_sweeps_without_a_browser(tmp_path: Path) -> None:
     assert proc.stdout.strip() == f"report -> {root / 'report.html'}"
     page = Page((root / "report.html").read_text(encoding="utf-8"))
     assert not page.remote, page.remote
-    runs = {d.name for sweep in ("a", "b") for d in (root / sweep).iterdir() if d.is_dir()}
+    runs = {d.name for sweep in ("a", "b") for d in (root / sweep).iterdir() if is_run_dir(d)}
     text_rows = [" ".join(r) for r in page.rows]
     for run in runs:
         assert any(run in r for r in text_rows), f"run {run} missing from the page"
