@@ -216,6 +216,11 @@ def test_index_columns_in_the_readme_order(tmp_path: Path) -> None:
     header = RunsRoot(tmp_path / "runs").header()
     assert header[: len(FIXED)] == FIXED
     rest = header[len(FIXED) :]
+    # then, when present, the README's `warnings`, `env_hash`, `git_commit`, in that order
+    records = [c for c in rest if "." not in c]
+    assert records == [c for c in ("warnings", "env_hash", "git_commit") if c in records]
+    assert rest[: len(records)] == records, rest
+    rest = rest[len(records) :]
     kinds = [c.split(".")[0] for c in rest]
     assert kinds == sorted(kinds, key=["param", "result", "flow"].index), rest
     assert {"param.x", "param.model.depth", "result.double"} <= set(rest)
