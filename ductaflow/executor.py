@@ -248,9 +248,13 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
     )  # fmt: skip
     configs = {s.run_dir: s.config for s in specs} if feed is None else feed.configs
     conductor = _Conductor(sweep.name, report, index, configs, opts, total=todo, feed=feed)
+    bad_input = False
     try:
         with sweep_scratch(), conductor.logging_around_bar():  # no temporary outlives the sweep
             conductor.drive(backend, task, plan.to_run if feed is None else feed, since)
+    except InputError:  # the backend cannot start: exit 2 in one line, no report of nothing
+        bad_input = True
+        raise
     finally:
         conductor.close()
         if feed is not None:
@@ -259,7 +263,7 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
             index.compact()
         except StorageError as exc:  # the appended rows stand; the error is reported once
             report.error = report.error or str(exc)
-        if opts.report or opts.live_report:
+        if (opts.report or opts.live_report) and not bad_input:
             report.report_path = conductor.live.refresh(force=True)
         report.wall_s = time.perf_counter() - t0
     return report

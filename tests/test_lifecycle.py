@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import FLOWS
+from helpers import FLOWS
 
 from ductaflow.lifecycle import (
     UNFINISHED_ERROR,

@@ -537,6 +537,7 @@ def rgb(color: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.browser
 @pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="needs /usr/bin/chromium (apt-get install -y chromium; .ci/run installs it)",
@@ -685,6 +686,7 @@ frame.src = "report.html";
 
 
 @pytest.mark.slow
+@pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
 def test_a_10000_run_report_pages_sorts_and_filters_in_a_browser(tmp_path: Path) -> None:
     n = 10_000

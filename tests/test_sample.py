@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import FLOWS, run_cli
+from helpers import FLOWS, run_cli
 
 from ductaflow.errors import SweepSpecError
 from ductaflow.sweep import Sweep
