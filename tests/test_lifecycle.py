@@ -137,8 +137,12 @@ def test_a_run_lost_mid_sweep_keeps_its_attempt_and_an_earlier_sweeps_does_not_c
     assert [(a["status"], a["error"]) for a in earlier_attempts(data, since)] == [
         ("interrupted", "Interrupted: its worker died")
     ]
-    # the same record seen by a later sweep: that sweep's attempts start afresh
-    assert earlier_attempts(data, now()) == []
+    # the same record seen by a later sweep: that sweep's attempts start afresh (a later sweep
+    # begins at a later millisecond; times are kept to the millisecond)
+    later = now()
+    while later <= data["started"]:
+        later = now()
+    assert earlier_attempts(data, later) == []
 
 
 def test_a_run_executed_again_counts_and_logs_both_attempts(tmp_path: Path) -> None:
