@@ -37,6 +37,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     runs real sweeps on damaged roots): none of them is in ``-m "not slow"``."""
     faults = Path(__file__).parent / "faults"
     for item in items:
+        if item.get_closest_marker("slurm"):  # one Slurm node: its tests one after another
+            item.add_marker(pytest.mark.xdist_group("slurm"))
         if any(item.get_closest_marker(m) for m in ("distributed", "slurm", "browser")):
             item.add_marker(pytest.mark.slow)
         elif faults in Path(str(item.fspath)).parents:
