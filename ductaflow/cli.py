@@ -1,4 +1,4 @@
-"""The ``ductaflow`` command: run, sweep, status, index, report.
+"""The ``ductaflow`` command: run, sweep, status, index, report, open, rerun.
 
 Exit codes: 0 all ok; 1 a run failed, timed out, died or was interrupted; 2 bad input, reported
 in one line before any kernel starts.
@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,10 @@ def _execution_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict", action="store_true",
         help="exit 2 before running when a flow overwrites a config key or a varied key is unread",
+    )  # fmt: skip
+    parser.add_argument(
+        "--strict-warnings", action="store_true",
+        help="a run whose flows raise warnings (Python warnings, logging at WARNING+) is failed",
     )  # fmt: skip
 
 
@@ -136,7 +141,116 @@ def _parser() -> argparse.ArgumentParser:
         "--no-notebooks", action="store_true",
         help="do not render notebooks to HTML (link what HTML there is, else the .ipynb)",
     )  # fmt: skip
+    _debug_commands(sub)
     return parser
+
+
+def _debug_commands(sub: Any) -> None:
+    """``open`` and ``rerun``: a recorded run, stepped through or run again in place."""
+    opener = sub.add_parser(
+        "open", help="write a run's flow as a notebook (or script) with its config, to debug it"
+    )
+    opener.add_argument("run_dir", type=Path, help="a run directory (holds status.json)")
+    opener.add_argument(
+        "--flow", metavar="NAME", help="which flow (default: the one that failed, else the first)"
+    )
+    how = opener.add_mutually_exclusive_group()
+    how.add_argument(
+        "--script", action="store_true", help="write <flow>_debug.py, a plain script to debug"
+    )
+    how.add_argument(
+        "--jupyter", action="store_true",
+        help="then open it in Jupyter (JupyterLab, else Notebook; pip install ductaflow[jupyter])",
+    )  # fmt: skip
+    rerun = sub.add_parser(
+        "rerun", help="run recorded runs again in place, from their CONFIG.json and flows"
+    )
+    rerun.add_argument(
+        "run_dirs", nargs="*", type=Path, metavar="RUN_DIR", help="run directories to rerun"
+    )
+    rerun.add_argument(
+        "--where", metavar="QUERY",
+        help="runs of the index matching a pandas query, e.g. \"param.alpha > 0.5 and "
+        "status == 'failed'\"",
+    )  # fmt: skip
+    rerun.add_argument(
+        "--root", type=Path, default=Path("runs"), help="the runs root of --where (default: runs)"
+    )
+    rerun.add_argument("--only", choices=("failed",), help="only the runs that did not end ok")
+    rerun.add_argument("-j", "--jobs", type=int, metavar="N", help="parallel runs (default: cores)")
+    rerun.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rerun.add_argument("--timeout", type=_positive, metavar="S", help="seconds one cell may run")
+    rerun.add_argument(
+        "--run-timeout", type=_positive, metavar="S", help="seconds a whole run may take"
+    )
+    rerun.add_argument(
+        "--kernel", metavar="NAME", help="a registered kernelspec (default: this Python)"
+    )
+
+
+def _cmd_open(args: argparse.Namespace) -> int:
+    from .debug import debug_flow
+
+    jupyter = _jupyter_command() if args.jupyter else None
+    made = debug_flow(args.run_dir, args.flow, script=args.script)
+    print(made.path)
+    if jupyter is None:
+        return EXIT_OK
+    import subprocess
+
+    # started in the run directory: Jupyter's kernel runs where the run did
+    return subprocess.call([*jupyter, made.path.name], cwd=made.path.parent)
+
+
+def _jupyter_command() -> list[str]:
+    """``jupyter-lab``, else ``jupyter-notebook``, beside this Python or on PATH."""
+    import shutil
+
+    here = str(Path(sys.executable).parent)
+    for name in ("jupyter-lab", "jupyter-notebook"):
+        found = shutil.which(name, path=here) or shutil.which(name)
+        if found:
+            return [found]
+    raise InputError(
+        "--jupyter: neither JupyterLab nor Jupyter Notebook is installed; "
+        "pip install 'ductaflow[jupyter]', or open the file in your own editor"
+    )
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    from .executor import SweepOptions
+    from .rerun import rerun_runs, select_runs
+    from .spec import RunOptions
+
+    if bool(args.run_dirs) == bool(args.where):
+        raise InputError("rerun: give run directories or --where QUERY (one of the two)")
+    if args.jobs is not None and args.jobs < 1:
+        raise InputError(f"-j {args.jobs}: give at least 1 parallel run")
+    only_failed = args.only == "failed"
+    if args.where:
+        run_dirs = select_runs(args.root, args.where, only_failed=only_failed)
+        if not run_dirs:
+            which = "run that did not end ok" if only_failed else "run"
+            print(f"{args.root}: no {which} matches --where {args.where!r}")
+            return EXIT_OK
+    else:
+        run_dirs = args.run_dirs
+    options = SweepOptions(
+        n_jobs=args.jobs, progress=not args.no_progress,
+        run=RunOptions(timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel),
+    )  # fmt: skip
+    done = rerun_runs(run_dirs, options, only_failed=only_failed)
+    if not done.outcomes:
+        print("nothing to rerun: every run given ended ok")
+        return EXIT_OK
+    for line in done.lines():
+        print(line)
+    for report in done.reports:
+        if report.error:
+            print(f"ductaflow: error: {report.error}", file=sys.stderr)
+    if done.interrupted:
+        raise KeyboardInterrupt
+    return EXIT_OK if done.ok else EXIT_FAILED
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -159,9 +273,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path("runs", "manual", f"{flow.name}-{digest[:8]}")
     spec = RunSpec(run_dir.absolute(), config, (flow,), config_hash=digest)
     # One kernel: a warm process would only add its own start to it.
+    from .environment import record_environment
+
+    # a run of its own records its environment as a sweep does: in the runs root, or (a run
+    # directory of the user's choosing) in the run directory
+    env = record_environment(Path("runs") if args.run_dir is None else spec.run_dir, [flow.path])
     options = RunOptions(
-        timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel, warm=False
-    )
+        timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel, warm=False,
+        strict_warnings=args.strict_warnings, env_hash=env and env.hash,
+        git_commit=env and env.git_commit,
+    )  # fmt: skip
     try:
         result = execute_run(spec, options)
     except RunInterrupted as exc:
@@ -174,7 +295,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         line += f": {result.error}{where}"
     print(f"{line} -> {notebook}")
     for warning in result.warnings:
-        if warning not in told:  # the source checks' warnings were logged before the run
+        if warning.runtime or warning.message not in told:  # checks were logged before the run
             print(f"warning: {warning}", file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_FAILED
 
@@ -203,6 +324,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     options = RunOptions(
         timeout=args.timeout, run_timeout=args.run_timeout, kernel=args.kernel,
         retries=args.retries, warm=not args.no_warm, preload=_modules(args.preload),
+        strict_warnings=args.strict_warnings,
     )  # fmt: skip
     backend_options = {
         key: value
@@ -224,7 +346,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         ),
     )  # fmt: skip
     if args.dry_run:
-        print(report.plan.describe(sweep.name))
+        if sweep.optimize is not None:
+            from .trials import describe_optimize
+
+            print(describe_optimize(sweep, args.runs_root))
+        else:
+            print(report.plan.describe(sweep.name))
         return EXIT_OK
     if report.report_path is not None:
         print(f"report -> {report.report_path}")
@@ -237,6 +364,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from .environment import ENVIRONMENT_DIR
     from .index import scan_rows
 
     rows = scan_rows(args.runs_root)
@@ -245,13 +373,50 @@ def _cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     frame = pd.DataFrame(rows)
     table = pd.crosstab(frame["sweep"], frame["status"], margins=True, margins_name="total")
+    warned = frame[(frame["status"] == "ok") & (pd.to_numeric(frame["warnings"]).fillna(0) > 0)]
+    if len(warned):  # ok runs that raised warnings: counted in "ok", shown apart
+        per_sweep = warned.groupby("sweep").size()
+        table.insert(list(table.columns).index("ok") + 1, "(with warnings)",
+                     per_sweep.reindex(table.index, fill_value=0))  # fmt: skip
+        table.loc["total", "(with warnings)"] = len(warned)
     print(table.to_string())
+    _print_best_trials(args.runs_root, sorted(set(frame["sweep"])))
+    for sweep, envs in frame[frame["env_hash"] != ""].groupby("sweep")["env_hash"]:
+        counts = envs.value_counts()
+        if len(counts) > 1:
+            listed = ", ".join(f"{h} ({n} runs)" for h, n in counts.items())
+            print(f"\n{sweep}: its runs ran in {len(counts)} different environments: {listed}; "
+                  f"see {args.runs_root / ENVIRONMENT_DIR}/<hash>.json")  # fmt: skip
+    if len(warned):
+        print(f"\n{len(warned)} ok with warnings:")
+        for row in warned.head(20).itertuples():
+            print(f"  {row.sweep}/{row.run}  {row.warnings} warning(s)")
+        if len(warned) > 20:
+            print(f"  ... and {len(warned) - 20} more (the index's warnings column)")
     bad = frame[~frame["status"].isin(["ok", "running"])]
     if len(bad):
         print(f"\n{len(bad)} not ok:")
         for row in bad.itertuples():
             print(f"  {row.sweep}/{row.run}  {row.status}  {row.error}")
     return EXIT_OK if bad.empty else EXIT_FAILED
+
+
+def _print_best_trials(runs_root: Path, sweeps: list[str]) -> None:
+    """For each optimize sweep (a study file in its directory): its best trial, and how many."""
+    from .study import describe_best, load_study, stored_study
+
+    for sweep in sweeps:
+        if stored_study(runs_root / sweep) is None:
+            continue
+        try:
+            study = load_study(runs_root, sweep)
+        except InputError as exc:  # no optuna here, or not this sweep's study
+            print(f"\n{sweep}: {exc}")
+            continue
+        states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        print(f"\n{sweep}: {sum(states.values())} trials ({counts}); "
+              f"{describe_best(study) or 'no complete trial yet'}")  # fmt: skip
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
@@ -315,6 +480,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         "status": _cmd_status,
         "index": _cmd_index,
         "report": _cmd_report,
+        "open": _cmd_open,
+        "rerun": _cmd_rerun,
     }
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed conductor records its runs

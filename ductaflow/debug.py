@@ -22,7 +22,14 @@ from .errors import InputError
 from .rundir import CONFIG_FILE, atomic_write_text, read_status
 from .spec import FlowRef
 
-__all__ = ["DEBUG_SUFFIX", "DebugFlow", "debug_flow", "is_debug_file", "recorded_flows"]
+__all__ = [
+    "DEBUG_SUFFIX",
+    "DebugFlow",
+    "debug_flow",
+    "is_debug_file",
+    "load_run",
+    "recorded_flows",
+]
 
 log = logging.getLogger("ductaflow")
 
@@ -58,7 +65,9 @@ def is_debug_file(name: str) -> bool:
     return suffix in ("ipynb", "py") and stem.endswith(DEBUG_SUFFIX)
 
 
-def _load(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A run directory's ``status.json`` and ``CONFIG.json``; ``InputError`` when it is not a
+    run directory (either is missing, unreadable, or not a JSON object)."""
     status = read_status(run_dir)
     if status is None:
         raise InputError(f"{run_dir}: no readable status.json; is this a ductaflow run directory?")
@@ -100,10 +109,13 @@ def debug_flow(run_dir: str | Path, flow: str | None = None, *, script: bool = F
     from .notebook import build_notebook, read_flow
 
     run_dir = Path(run_dir).absolute()
-    status, config = _load(run_dir)
+    status, config = load_run(run_dir)
     record = _choose(recorded_flows(status), flow, run_dir)
     path = Path(record["path"])
-    ref = FlowRef.from_path(path)  # a clear error when the flow file is gone
+    try:
+        ref = FlowRef.from_path(path)
+    except InputError as exc:  # the flow file is gone, or no longer a flow
+        raise InputError(f"{run_dir}: cannot open the flow it ran: {exc}") from None
     changed = bool(record.get("sha256")) and record.get("sha256") != ref.sha256
     if changed:
         log.warning("%s: the flow changed since this run executed it", path)

@@ -15,15 +15,15 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-from .checks import flow_kernel, is_clean_exit
+from .capture import KERNEL_SETUP, CapturingClient, FlowCapture, output_name
+from .checks import INJECTED_TAG, flow_kernel, is_clean_exit
 from .errors import DuctaflowError, ExecutionError
 from .kernel import STARTUP_TIMEOUT, Kernel, KernelStarter, StandardStarter, open_kernel
 from .notebook import (
@@ -36,7 +36,7 @@ from .notebook import (
     save_notebook,
 )
 from .process import now, one_line, strip_ansi
-from .rundir import CONFIG_FILE, atomic_write_text, provenance, write_status
+from .rundir import CONFIG_FILE, atomic_write_text, attempt_entry, provenance, write_status
 from .spec import (
     DIED,
     FAILED,
@@ -49,6 +49,7 @@ from .spec import (
     RunOptions,
     RunResult,
     RunSpec,
+    RunWarning,
 )
 
 __all__ = ["RunInterrupted", "execute_run", "run_flow"]
@@ -149,6 +150,8 @@ class _Flow:
     kernel: Kernel | None = None
     #: index of the cell executing now (None between cells and after the last one)
     current: int | None = None
+    #: its ``<flow>_output.txt`` and runtime warnings
+    capture: FlowCapture | None = None
 
 
 async def _execute_flow(
@@ -162,11 +165,14 @@ async def _execute_flow(
     """Execute one flow in a kernel of its own; every failure is in the returned result."""
     state = _Flow(ref, spec.run_dir / ref.notebook_name, ref.sha256)
     started, t0 = now(), time.perf_counter()
-    warnings: list[str] = []
+    checks: list[str] = []
     autosave: _Autosave | None = None
+    capture = state.capture = FlowCapture.open(
+        ref.name, spec.run_dir / output_name(ref.name), options.output_limit
+    )
     try:
         flow_nb, state.sha256 = read_flow(ref.path)
-        state.nb, warnings = build_notebook(
+        state.nb, checks = build_notebook(
             flow_nb, spec.config, config_hash=spec.config_hash, ref=ref
         )
         save_notebook(state.nb, state.notebook_path)
@@ -176,12 +182,18 @@ async def _execute_flow(
     except (Exception, asyncio.CancelledError) as exc:
         _classify_failure(state, exc, options, deadline, interrupt)
     finally:
-        if autosave is not None:
-            autosave.cancel()
-        if state.kernel is not None:
-            await asyncio.shield(state.kernel.stop())
-        if state.nb is not None:
-            _finish_notebook(state)
+        try:
+            if autosave is not None:
+                autosave.cancel()
+            if state.kernel is not None:
+                await asyncio.shield(state.kernel.stop())
+            if state.nb is not None:
+                _finish_notebook(state)
+        finally:
+            stop = state.stopped_at_cell
+            note = f"stopped cleanly at cell {stop}" if stop is not None else state.error
+            capture.end(state.status, note, time.perf_counter() - t0)
+            capture.close()
     kernel = state.kernel
     result = FlowResult(
         name=ref.name,
@@ -198,7 +210,8 @@ async def _execute_flow(
         kernel_start_s=round(kernel.start_s, 4) if kernel is not None else None,
         stopped_at_cell=state.stopped_at_cell,
     )
-    return result, warnings
+    warnings = [RunWarning("check", text, ref.name) for text in checks]
+    return result, [*warnings, *capture.warnings]
 
 
 async def _run_cells(
@@ -224,13 +237,17 @@ async def _run_cells(
         starter = StandardStarter(own)  # an .ipynb flow's own kernelspec
     state.kernel = kernel = await open_kernel(starter, run_dir, env, startup_timeout=startup)
     nb = state.nb
-    client = NotebookClient(
+    client = CapturingClient(
         nb,
         km=kernel.km,
         record_timing=True,
         resources={"metadata": {"path": str(run_dir)}},
     )
     client.kc = kernel.kc
+    client.capture = capture = state.capture
+    # warnings and log records out of the kernel (see capture); its reply is not waited for:
+    # the kernel runs it before the first cell, and nbclient skips messages that are not a cell's
+    kernel.kc.execute(KERNEL_SETUP, silent=True, store_history=False, stop_on_error=False)
 
     def cell_timeout(_cell: Any) -> float | None:
         limits = [options.timeout] if options.timeout else []
@@ -243,6 +260,9 @@ async def _run_cells(
         if cell.cell_type != "code":
             continue
         state.current = index
+        if capture is not None and cell.source.strip():
+            injected = INJECTED_TAG in cell.metadata.get("tags", [])
+            capture.start_cell(None if injected else flow_cell_number(nb, index))
         await client.async_execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
         autosave.cell_done()
     state.current = None
@@ -318,13 +338,14 @@ async def _attempt(
     options: RunOptions,
     starter: KernelStarter,
     interrupt: _Interrupt,
-    attempt: int,
+    earlier: list[dict[str, Any]],
     base: dict[str, Any],
 ) -> RunResult:
+    """One attempt at the run; ``earlier``: the attempts before it (``attempt_log``)."""
     started, t0 = now(), time.perf_counter()
     deadline = time.monotonic() + options.run_timeout if options.run_timeout else None
     flows: list[FlowResult] = [FlowResult.not_run(ref) for ref in spec.flows]
-    warnings: list[str] = []
+    warnings: list[RunWarning] = []
 
     def record(status: str, finished: str | None = None, **kw: Any) -> RunResult:
         result = RunResult(
@@ -335,13 +356,15 @@ async def _attempt(
             duration_s=round(time.perf_counter() - t0, 4) if finished else None,
             config_hash=spec.config_hash,
             flows=tuple(flows),
-            attempts=attempt,
+            attempts=len(earlier) + 1,
             warnings=tuple(dict.fromkeys(warnings)),
             sweep=spec.sweep,
             name=spec.name,
+            env_hash=options.env_hash,
+            git_commit=options.git_commit,
             **kw,
         )
-        write_status(result, base)
+        write_status(result, _with_log(result, base, earlier))
         return result
 
     record(RUNNING)
@@ -351,6 +374,9 @@ async def _attempt(
         )
         flows[i] = flow_result
         warnings.extend(flow_warnings)
+        raised = [w for w in flow_warnings if w.runtime]
+        if flow_result.status == OK and raised and options.strict_warnings:
+            return record(FAILED, now(), error=_strict_error(raised), failed_flow=ref.name)
         if flow_result.status != OK:
             return record(
                 flow_result.status,
@@ -364,12 +390,21 @@ async def _attempt(
     return record(OK, now())
 
 
+def _strict_error(raised: list[RunWarning]) -> str:
+    n = sum(w.count for w in raised)
+    return one_line(
+        f"StrictWarnings: the flow raised {n} warning{'s' if n != 1 else ''} "
+        f"({raised[0]}); --strict-warnings counts a warning as a failure"
+    )
+
+
 async def _execute_run_async(
     spec: RunSpec,
     options: RunOptions,
     starter: KernelStarter,
     parent: int | None,
     stop: threading.Event | None,
+    earlier: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[RunResult, _Interrupt]:
     interrupt = _Interrupt()
     task = asyncio.current_task()
@@ -387,17 +422,20 @@ async def _execute_run_async(
     try:
         base = {**provenance(), "pid": os.getpid()}
         result = None
-        for attempt in range(1, options.retries + 2):
+        log = [dict(entry) for entry in earlier]
+        for _retry in range(options.retries + 1):
             try:
-                result = await _attempt(spec, options, starter, interrupt, attempt, base)
+                result = await _attempt(spec, options, starter, interrupt, log, base)
             except asyncio.CancelledError:
                 # cancelled between flows: record it as interrupted
                 result = RunResult(
                     spec.run_dir, INTERRUPTED, None, now(), None, spec.config_hash,
                     tuple(FlowResult.not_run(r) for r in spec.flows), _interrupted_error(interrupt),
-                    attempts=attempt, sweep=spec.sweep, name=spec.name,
+                    attempts=len(log) + 1, sweep=spec.sweep, name=spec.name,
+                    env_hash=options.env_hash, git_commit=options.git_commit,
                 )  # fmt: skip
-                write_status(result, base)
+                write_status(result, _with_log(result, base, log))
+            log.append(_entry(result, base))
             if result.ok or interrupt.signum is not None or result.status == INTERRUPTED:
                 break
         assert result is not None
@@ -409,6 +447,17 @@ async def _execute_run_async(
             loop.remove_signal_handler(signum)
 
 
+def _entry(result: RunResult, base: Mapping[str, Any]) -> dict[str, Any]:
+    return attempt_entry({**base, **result.to_json()})
+
+
+def _with_log(
+    result: RunResult, base: Mapping[str, Any], earlier: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What ``status.json`` holds besides the result: provenance and every attempt so far."""
+    return {**base, "attempt_log": [*earlier, _entry(result, base)]}
+
+
 def execute_run(
     spec: RunSpec,
     options: RunOptions | None = None,
@@ -416,6 +465,7 @@ def execute_run(
     *,
     stop_with_parent: bool = False,
     stop: threading.Event | None = None,
+    earlier: Sequence[Mapping[str, Any]] = (),
 ) -> RunResult:
     """Execute one run (its flows in order, each in a fresh kernel) and record it.
 
@@ -423,6 +473,8 @@ def execute_run(
     ``spec.run_dir``. Raises ``RunInterrupted`` after recording, when Ctrl-C or SIGTERM stopped
     it, when ``stop`` was set (how a run in another thread is stopped), or (with
     ``stop_with_parent``, for pool workers) when this process's parent died.
+    ``earlier``: this run's attempts before this one (``attempt_log`` entries, e.g. one a
+    dead worker lost); ``status.json`` keeps them, and counts them in ``attempts``.
     """
     options = options or RunOptions()
     if starter is None:
@@ -435,7 +487,7 @@ def execute_run(
     )
     parent = os.getppid() if stop_with_parent else None
     result, interrupt = _run_here_or_aside(
-        lambda stop: _execute_run_async(spec, options, starter, parent, stop), stop
+        lambda stop: _execute_run_async(spec, options, starter, parent, stop, earlier), stop
     )
     if interrupt.signum is not None or result.status == INTERRUPTED:
         raise RunInterrupted(result)

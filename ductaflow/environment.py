@@ -1,27 +1,39 @@
 """The environment a sweep ran in: Python, platform, installed distributions, the flows' commit.
 
-Recorded once per sweep as ``runs/<sweep>/environment/<hash>.json``; each run's ``status.json``
-names the hash (``env_hash``), so a strange result can be traced to the packages it ran with, and
-runs of one sweep that ran in different environments can be told apart.
+Recorded once per sweep as ``<runs root>/.environment/<hash>.json`` (one file per distinct
+environment, shared by the sweeps of a runs root; a dot folder, so that a sweep's folder holds only
+its runs and the index never takes it for a sweep); each run's ``status.json`` names the hash
+(``env_hash``) and the flows' commit (``git_commit``), so a strange result can be traced to the
+packages it ran with, and runs of one sweep that ran in different environments can be told apart.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENVIRONMENT_DIR", "Environment", "capture_environment", "git_state"]
+__all__ = [
+    "ENVIRONMENT_DIR",
+    "Environment",
+    "capture_environment",
+    "git_state",
+    "record_environment",
+]
 
-ENVIRONMENT_DIR = "environment"
+log = logging.getLogger("ductaflow")
+
+ENVIRONMENT_DIR = ".environment"
 _GIT_TIMEOUT_S = 10.0
 
 
@@ -78,11 +90,11 @@ class Environment:
         git = self.record.get("git")
         return git.get("commit") if isinstance(git, dict) else None
 
-    def write(self, sweep_dir: Path) -> Path:
-        """``<sweep_dir>/environment/<hash>.json``, written once (atomically) and then kept."""
+    def write(self, root: Path) -> Path:
+        """``<root>/.environment/<hash>.json``, written once (atomically) and then kept."""
         from .rundir import write_json
 
-        path = sweep_dir / ENVIRONMENT_DIR / f"{self.hash}.json"
+        path = root / ENVIRONMENT_DIR / f"{self.hash}.json"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             write_json(path, self.record)
@@ -103,3 +115,17 @@ def capture_environment(flows: Iterable[Path] = ()) -> Environment:
     }
     canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return Environment(record, hashlib.sha256(canonical.encode()).hexdigest()[:12])
+
+
+def record_environment(root: Path, flows: Iterable[Path] = ()) -> Environment | None:
+    """Capture this environment and write its record under ``root``; None (logged) when the
+    disk refuses: a missing record never stops a run."""
+    t0 = time.perf_counter()
+    env = capture_environment(flows)
+    try:
+        path = env.write(root)
+    except OSError as exc:
+        log.warning("%s: the environment record could not be written (%s)", root, exc)
+        return None
+    log.info("environment %s recorded in %.2f s -> %s", env.hash, time.perf_counter() - t0, path)
+    return env

@@ -17,12 +17,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import logging
+import operator
 import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +33,7 @@ from .errors import InputError, StorageError
 from .index import IndexFile, build_row, load_index
 from .lifecycle import settle, wait_for_run
 from .plan import Plan, plan_runs, recover_abandoned
-from .process import now
+from .process import now, sweep_scratch
 from .spec import (
     BUSY,
     DIED,
@@ -49,8 +51,9 @@ from .sweep import Sweep
 
 if TYPE_CHECKING:
     from .backends import Backend, Task
+    from .trials import TrialFeed
 
-__all__ = ["SweepOptions", "SweepReport", "execute_sweep", "run_sweep"]
+__all__ = ["GivenRuns", "SweepOptions", "SweepReport", "execute_runs", "execute_sweep", "run_sweep"]
 
 log = logging.getLogger("ductaflow")
 
@@ -103,6 +106,8 @@ class SweepReport:
     report_path: Path | None = None
     #: why the sweep stopped early when the disk refused (full, read-only, permission)
     error: str | None = None
+    #: an optimize sweep's best trial so far (``TrialFeed.best_line``)
+    best: str | None = None
 
     def counts(self) -> Counter[str]:
         c: Counter[str] = Counter()
@@ -112,6 +117,7 @@ class SweepReport:
                 c["skipped"] += 1
             else:
                 c[outcome.result.status] += 1
+                c["warned"] += outcome.result.warned  # ok runs with warnings (also in "ok")
         return c
 
     @property
@@ -124,13 +130,16 @@ class SweepReport:
     def summary(self) -> str:
         c = self.counts()
         parts = [f"{c[s]} {s}" for s in (OK, FAILED, TIMEOUT, DIED, INTERRUPTED)]
+        if c["warned"]:
+            parts[0] += f" ({c['warned']} with warnings)"
         parts.append(f"{c['skipped']} skipped")
         state = "interrupted" if self.interrupted else ("ok" if self.ok else "FAILED")
         state = "stopped" if self.error else state
-        return (
+        line = (
             f"{self.sweep}: {state}: {', '.join(parts)} in {self.wall_s:.1f} s "
             f"-> {self.runs_root / 'index.csv'}"
         )
+        return f"{line}; {self.best}" if self.best else line
 
 
 class LiveReport:
@@ -155,7 +164,7 @@ class LiveReport:
         return path
 
 
-def execute_sweep(sweep: Sweep, options: SweepOptions | None = None) -> SweepReport:
+def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None) -> SweepReport:
     """Plan and execute a sweep; index every run as it finishes.
 
     Raises ``InputError`` for an unknown backend or option, a kernel that is not registered, or
@@ -167,34 +176,63 @@ def execute_sweep(sweep: Sweep, options: SweepOptions | None = None) -> SweepRep
     if sweep.preload and not run_options.preload:
         run_options = dataclasses.replace(run_options, preload=sweep.preload)
     root = Path(opts.runs_root).absolute()
-    # a plan (--dry-run) only hashes the flows: reading them as notebooks imports Jupytext
-    specs = sweep.expand(root, inspect=not opts.dry_run)
-    plan = plan_runs(specs, force=opts.force, only=opts.only)
+    feed: TrialFeed | None = None
+    if sweep.optimize is not None and (opts.force or opts.only):
+        raise InputError(
+            f"{sweep.source or sweep.name}: --force and --only do not apply to an optimize sweep "
+            "(its study chooses the runs); raise optimize.trials to run more"
+        )
+    if sweep.optimize is not None and opts.dry_run:
+        return SweepReport(sweep.name, root, Plan((), ()))  # the CLI says describe_optimize
+    if sweep.optimize is not None:  # the study asks for the runs; its earlier trials are planned
+        from .trials import TrialFeed
+
+        feed = TrialFeed(sweep, root)
+        specs = feed.known_specs()
+        plan = plan_runs(specs)
+        plan = Plan(plan.runs, ())
+    else:
+        # a plan (--dry-run) only hashes the flows: reading them as notebooks imports Jupytext
+        specs = sweep.expand(root, inspect=not opts.dry_run)
+        plan = plan_runs(specs, force=opts.force, only=opts.only)
     report = SweepReport(sweep.name, root, plan)
     if opts.dry_run:
         return report
-    sweep.check(specs, run_options.kernel)  # source checks: warnings, or InputError when strict
+    # source checks: warnings, or InputError when strict
+    sweep.check(feed.example_specs() if feed else specs, run_options.kernel)
     from .backends import get_backend
     from .kernel import check_kernel_name
 
     check_kernel_name(run_options.kernel)
     n_jobs = max(1, opts.n_jobs or os.cpu_count() or 1)
-    if run_options.warm and len(plan.to_run) <= n_jobs:
+    todo = len(plan.to_run) if feed is None else feed.study.remaining()
+    if run_options.warm and todo <= n_jobs:
         # one run per worker: a warm process would only add its own start to each
         run_options = dataclasses.replace(run_options, warm=False)
     backend_options = dict(opts.backend_options)
     if opts.client is not None:
         backend_options["client"] = opts.client
     backend = get_backend(opts.backend, n_jobs, warm=run_options.warm, options=backend_options)
-    if plan.to_run:
+    if todo:
         backend.check()  # e.g. sbatch --test-only: a refusal leaves nothing behind
-    log.info("%s", plan.describe(sweep.name))
+        # once per sweep, in the conductor; its hash goes in each run's status.json
+        run_options = _with_environment(
+            run_options, root, feed.example_specs()[:1] if feed else specs
+        )
+    if feed is None:
+        log.info("%s", plan.describe(sweep.name))
+    else:
+        log.info("%s: optimize, %d of %d trials to run", sweep.name, todo, feed.block.trials)
     kernels = "warm" if run_options.warm else "standard"
     log.info("%s: backend %s, -j %d, %s kernels", sweep.name, backend.name, n_jobs, kernels)
 
     index = IndexFile(root)
     try:
         plan = report.plan = recover_abandoned(plan)
+        if feed is not None:  # trials a killed conductor left running: failed, counted once
+            todo = feed.recover({r.spec.run_dir: r.state for r in plan.runs})
+            plan = report.plan = plan_runs(feed.known_specs())
+            plan = report.plan = Plan(plan.runs, ())
         known = [r for r in plan.runs if r.status]
         index.merge(build_row(r.spec.run_dir, r.status, r.spec.config) for r in known)
     except StorageError as exc:  # the disk refuses the runs root: nothing can run
@@ -206,22 +244,40 @@ def execute_sweep(sweep: Sweep, options: SweepOptions | None = None) -> SweepRep
 
     task = functools.partial(
         run_task, options=run_options, force=opts.force, since=since, conductor=os.getpid(),
-        index_root=root if backend.local else None, stop=backend.stop_event,
+        index_root=root, stop=backend.stop_event,
     )  # fmt: skip
-    conductor = _Conductor(sweep.name, report, index, {s.run_dir: s.config for s in specs}, opts)
+    configs = {s.run_dir: s.config for s in specs} if feed is None else feed.configs
+    conductor = _Conductor(sweep.name, report, index, configs, opts, total=todo, feed=feed)
+    bad_input = False
     try:
-        with conductor.logging_around_bar():
-            conductor.drive(backend, task, plan.to_run, since)
+        with sweep_scratch(), conductor.logging_around_bar():  # no temporary outlives the sweep
+            conductor.drive(backend, task, plan.to_run if feed is None else feed, since)
+    except InputError:  # the backend cannot start: exit 2 in one line, no report of nothing
+        bad_input = True
+        raise
     finally:
         conductor.close()
+        if feed is not None:
+            report.best = feed.best_line()
         try:
             index.compact()
         except StorageError as exc:  # the appended rows stand; the error is reported once
             report.error = report.error or str(exc)
-        if opts.report or opts.live_report:
+        if (opts.report or opts.live_report) and not bad_input:
             report.report_path = conductor.live.refresh(force=True)
         report.wall_s = time.perf_counter() - t0
     return report
+
+
+def _with_environment(options: RunOptions, root: Path, specs: list[RunSpec]) -> RunOptions:
+    """Record the environment the sweep runs in (``<root>/.environment/<hash>.json``), named in
+    ``options`` for each run's ``status.json``."""
+    from .environment import record_environment
+
+    env = record_environment(root, [f.path for f in specs[0].flows])
+    if env is None:
+        return options
+    return dataclasses.replace(options, env_hash=env.hash, git_commit=env.git_commit)
 
 
 class _Conductor:
@@ -234,15 +290,19 @@ class _Conductor:
         index: IndexFile,
         configs: Mapping[Path, Mapping[str, Any]],
         opts: SweepOptions,
+        total: int | None = None,
+        feed: TrialFeed | None = None,
     ) -> None:
         self.report, self.index, self.configs = report, index, configs
+        #: an optimize sweep's trials: each outcome is told to its study
+        self.feed = feed
         self.live_report = opts.live_report
         self.live = LiveReport(report.runs_root, name)
         if opts.progress:
             from tqdm.auto import tqdm
         else:  # tqdm.auto warns in a notebook without ipywidgets, even for a bar never shown
             from tqdm import tqdm
-        total = len(report.plan.to_run)
+        total = len(report.plan.to_run) if total is None else total
         self.bar = tqdm(total=total, unit="run", desc=name, disable=not opts.progress or None)
         self.tally: Counter[str] = Counter()
         #: runs another conductor is executing: waited for at the end
@@ -255,8 +315,9 @@ class _Conductor:
             self.busy.append(outcome.spec)
             return
         self.report.outcomes.append(outcome)
+        told = self.feed is not None and self.feed.told(outcome)  # its row gains the trial's value
         if outcome.result is not None and outcome.kind == RAN:
-            if not outcome.indexed:
+            if not outcome.indexed or told:
                 config = self.configs[outcome.spec.run_dir]
                 self.index.append(build_row(outcome.spec.run_dir, outcome.result.to_json(), config))
             self.tally["ok" if outcome.result.ok else "failed"] += 1
@@ -272,26 +333,46 @@ class _Conductor:
     def drive(self, backend: Backend, task: Task, to_run: Iterable[RunSpec], since: str) -> None:
         """Run ``to_run`` on ``backend`` until every run has an outcome (or Ctrl-C).
 
+        ``to_run`` is a sequence of runs, or an iterator (an optimize sweep's trials) that the
+        backend pulls one run per free slot, each pulled run becoming pending.
+
         The retry policy, for a worker process that dies (it takes its pool siblings' runs
         down with it): the runs it left go again, those caught in a death go alone, so that a
         second death can only be their own doing, and a run caught twice is recorded ``died``.
         """
-        pending = {s.run_dir: s for s in to_run}
+        feed: Iterator[RunSpec] | None = None
+        if isinstance(to_run, Sequence):
+            pending = {s.run_dir: s for s in to_run}
+        else:
+            feed, pending = iter(to_run), {}
         strikes: Counter[Path] = Counter()
 
         def struck(spec: RunSpec) -> bool:
             strikes[spec.run_dir] += 1
             return strikes[spec.run_dir] >= DEAD_WORKER_STRIKES
 
-        for _round in range(2 * len(pending) + 2):
-            if not pending:
-                break
+        def pulled(specs: Iterable[RunSpec]) -> Iterator[RunSpec]:
+            for spec in specs:
+                pending[spec.run_dir] = spec
+                yield spec
+
+        rounds = 2 * (len(pending) or operator.length_hint(to_run)) + 2
+        for _round in range(rounds):
             suspects = [spec for spec in pending.values() if strikes[spec.run_dir]]
-            batch = suspects[:1] or list(pending.values())
+            if suspects:
+                batch: Iterable[RunSpec] = suspects[:1]
+            elif feed is not None:  # the runs a dead worker left, then new trials
+                batch = pulled(itertools.chain(list(pending.values()), feed))
+            elif pending:
+                batch = list(pending.values())
+            else:
+                break
             try:
                 for outcome in backend.run(batch, task):
                     pending.pop(outcome.spec.run_dir, None)
                     self.handle(outcome)
+                if feed is not None and not suspects and not pending:
+                    break  # the feed ran dry: every trial asked has an outcome
             except InputError:  # the backend cannot start (missing extra, no scheduler)
                 raise
             except StorageError as exc:  # the disk refused: stop, record what ran, report it
@@ -315,7 +396,8 @@ class _Conductor:
                 error = (
                     f"DeadWorker: the worker process running it died, twice ({type(exc).__name__})"
                 )
-                for spec in [s for s in batch if s.run_dir in pending]:  # not those it handled
+                tried = list(pending.values()) if feed is not None else batch
+                for spec in [s for s in tried if s.run_dir in pending]:  # not those it handled
                     if self._settled(settle(spec, since, DIED, error, record_if=struck)):
                         pending.pop(spec.run_dir, None)
         if not self.report.interrupted and not self.report.error:
@@ -366,3 +448,29 @@ def run_sweep(sweep: Sweep, options: SweepOptions | None = None) -> Any:
         raise KeyboardInterrupt(report.summary())
     frame = load_index(opts.runs_root)
     return frame[frame["sweep"] == sweep.name].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class GivenRuns:
+    """Runs built elsewhere (``ductaflow rerun`` rebuilds them from their run directories),
+    executed by ``execute_sweep`` as a sweep of their own: it only hands them back."""
+
+    name: str
+    specs: tuple[RunSpec, ...]
+    preload: tuple[str, ...] = ()
+    #: not an optimize sweep (what ``execute_sweep`` asks of a sweep that a study drives)
+    optimize: None = None
+
+    def expand(self, runs_root: str | Path, inspect: bool = True) -> list[RunSpec]:
+        return list(self.specs)
+
+    def check(self, specs: Iterable[RunSpec], kernel: str | None = None) -> list[str]:
+        return []  # their flows' source was checked when they were first swept
+
+
+def execute_runs(
+    name: str, specs: Iterable[RunSpec], options: SweepOptions | None = None
+) -> SweepReport:
+    """Execute these runs, whose directories are under ``options.runs_root``, as one sweep
+    called ``name`` (the bar, the log): planned, indexed and recorded as a sweep's are."""
+    return execute_sweep(GivenRuns(name, tuple(specs)), options)

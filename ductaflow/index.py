@@ -32,6 +32,7 @@ from .errors import StorageError
 from .lifecycle import UNFINISHED_ERROR, shown_status
 from .rundir import (
     CONFIG_FILE,
+    LABELS_FILE,
     STATUS_FILE,
     atomic_write_text,
     file_lock,
@@ -40,7 +41,7 @@ from .rundir import (
     read_status,
     storage_error,
 )
-from .spec import RUNNING
+from .spec import RUNNING, count_warnings
 
 __all__ = [
     "BASE_COLUMNS",
@@ -69,6 +70,9 @@ BASE_COLUMNS = (
     "error",
     "config_hash",
 )
+#: Columns after ``BASE_COLUMNS`` when present (an index written before them still reads):
+#: the number of warnings, the environment record's hash and the flows' git commit.
+RECORD_COLUMNS = ("warnings", "env_hash", "git_commit")
 _PREFIX_ORDER = ("param.", "result.", "flow.")
 
 
@@ -124,7 +128,13 @@ def build_row(
         "attempts": status.get("attempts"),
         "error": error,
         "config_hash": status.get("config_hash"),
+        "warnings": count_warnings(status.get("warnings")) if status else None,
+        "env_hash": status.get("env_hash"),
+        "git_commit": status.get("git_commit"),
     }
+    labels = _read_json(run_dir / LABELS_FILE)  # sample, trial: see RunSpec.labels
+    if isinstance(labels, dict):
+        row.update({_text(str(k)): v for k, v in labels.items() if str(k) not in row})
     row.update({f"param.{_text(k)}": v for k, v in flatten(config).items()})
     results = _read_json(run_dir / RESULTS_FILE)
     if isinstance(results, dict):
@@ -157,7 +167,7 @@ def scan_rows(root: Path) -> list[dict[str, str]]:
 
 def order_columns(columns: Iterable[str]) -> list[str]:
     present = set(columns)
-    ordered = list(BASE_COLUMNS)
+    ordered = list(BASE_COLUMNS) + [c for c in RECORD_COLUMNS if c in present]
     for prefix in _PREFIX_ORDER:
         ordered += sorted(c for c in present if c.startswith(prefix))
     ordered += sorted(present - set(ordered))
@@ -432,11 +442,14 @@ def load_index(root: str | Path = "runs", *, rebuild: bool = False) -> Any:
 
     index = IndexFile(root)
     rows = index.rebuild() if rebuild else index.read()
-    text = {c: "string" for c in ("sweep", "run", "run_dir", "status", "error", "config_hash")}
+    text = {c: "string" for c in ("sweep", "run", "run_dir", "status", "error", "config_hash",
+                                  "env_hash", "git_commit")}  # fmt: skip
     frame = pd.read_csv(io.StringIO(_csv_text(rows)), dtype=text)
     frame["run_dir"] = pd.array([index.resolve_text(k) for k in frame["run_dir"]], dtype="string")
     for column in ("started", "finished"):
         frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
     frame["duration_s"] = frame["duration_s"].astype("float64")
     frame["attempts"] = frame["attempts"].astype("Int64")
+    if "warnings" in frame:
+        frame["warnings"] = frame["warnings"].astype("Int64")
     return frame

@@ -7,7 +7,9 @@ ready client and ``Kernel.stop`` kills it at once. Everything else in ductaflow 
 
 The standard starter talks to its kernel over ``ipc`` (Unix domain sockets in a private temporary
 directory) rather than TCP: there are no ports to pick, so many kernels starting at once cannot
-race for one ("Address already in use", "Kernel died before replying to kernel_info").
+race for one ("Address already in use", "Kernel died before replying to kernel_info"). That
+directory is in the sweep's scratch directory (``ductaflow.process``), so it never outlives the
+sweep, even when a killed worker could not remove it.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
 
 from .errors import ConfigError, ExecutionError
-from .process import describe_exit
+from .process import describe_exit, scratch_dir
 
 __all__ = [
     "KERNEL_ARGS",
@@ -84,11 +86,9 @@ def check_kernel_name(name: str | None) -> None:
 
 
 def _socket_dir() -> str:
-    """A private directory short enough for Unix socket paths (at most ~100 bytes)."""
-    base = tempfile.gettempdir()
-    if len(base) > 60:
-        base = "/tmp"
-    return tempfile.mkdtemp(prefix="df-", dir=base)
+    """A private directory short enough for Unix socket paths (at most ~100 bytes), in the
+    sweep's scratch directory, which goes with the sweep whatever ends it (``process``)."""
+    return tempfile.mkdtemp(prefix="df-", dir=scratch_dir())
 
 
 class KernelStarter(abc.ABC):

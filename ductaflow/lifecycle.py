@@ -13,6 +13,8 @@ it and the status still says ``running``. From there:
   left behind (``died`` / ``interrupted``), once their claim is released (``wait_released``).
 - ``wait_for_run``: a run another conductor executes is waited for, then read back.
 - ``shown_status``: until then, the index shows it ``interrupted`` (``UNFINISHED_ERROR``).
+- ``earlier_attempts``: a run executed again in the same sweep (its worker died, its job was
+  cancelled) keeps the attempts before, in ``status.json``'s ``attempt_log``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from .process import now
-from .rundir import STATUS_FILE, RunLock, is_claimed, read_status, write_json, write_status
+from .rundir import (
+    STATUS_FILE,
+    RunLock,
+    attempt_entry,
+    is_claimed,
+    read_status,
+    write_json,
+    write_status,
+)
 from .spec import (
     BUSY,
     DIED,
@@ -44,6 +54,7 @@ __all__ = [
     "CLAIM_WAIT_S",
     "UNFINISHED_ERROR",
     "classify",
+    "earlier_attempts",
     "matches",
     "record_abandoned",
     "recover_unfinished",
@@ -67,6 +78,21 @@ def shown_status(run_dir: Path, status: str, error: str | None) -> tuple[str, st
     if status == RUNNING and not is_claimed(run_dir):
         return INTERRUPTED, UNFINISHED_ERROR
     return status, error
+
+
+def earlier_attempts(status: Mapping[str, Any] | None, since: str) -> list[dict[str, Any]]:
+    """The attempts a sweep that began at ``since`` already made at a run, from its
+    ``status.json`` (none when it was last executed before this sweep). An attempt whose process
+    died without recording it is ``interrupted``, with ``UNFINISHED_ERROR``."""
+    if not status or (status.get("started") or "") < since:
+        return []
+    entries = status.get("attempt_log")
+    log = [dict(e) for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+    if not log:  # recorded by a ductaflow that kept no log, or by a conductor for a lost run
+        log = [attempt_entry(dict(status))]
+    if log[-1].get("status") == RUNNING:
+        log[-1].update(status=INTERRUPTED, error=UNFINISHED_ERROR)
+    return log
 
 
 def matches(spec: RunSpec, status: Mapping[str, Any]) -> bool:
@@ -124,6 +150,10 @@ def record_abandoned(run_dir: Path, status: str, error: str) -> RunResult | None
             _mark_notebook(run_dir / flow.get("notebook", ""), status, error)
             break
     data.update(status=status, error=error, flows=flows, finished=now())
+    log = data.get("attempt_log")
+    if isinstance(log, list) and log and isinstance(log[-1], dict):  # the attempt it was on
+        if log[-1].get("status") == RUNNING:
+            log[-1] = attempt_entry(data)
     result = RunResult.from_json(data, run_dir)
     extra = {k: v for k, v in data.items() if k not in RunResult.__dataclass_fields__}
     write_status(result, extra)

@@ -34,12 +34,14 @@ except ImportError:  # pragma: no cover
 
 __all__ = [
     "CONFIG_FILE",
+    "LABELS_FILE",
     "LOCK_FILE",
     "STATUS_FILE",
     "STORAGE_ERRNOS",
     "RunLock",
     "as_storage_error",
     "atomic_write_text",
+    "attempt_entry",
     "file_lock",
     "is_claimed",
     "move_aside",
@@ -55,6 +57,8 @@ log = logging.getLogger("ductaflow")
 
 CONFIG_FILE = "CONFIG.json"
 STATUS_FILE = "status.json"
+#: a run's index columns that are not config keys (``sample``, ``trial``, ...): ``RunSpec.labels``
+LABELS_FILE = "labels.json"
 LOCK_FILE = ".lock"
 
 
@@ -124,8 +128,8 @@ def move_aside(path: Path) -> Path:
     raise StorageError(f"{path}: in the way, and no free name to move it aside; remove it")
 
 
-def provenance() -> dict[str, str]:
-    """Where and with what a run executed."""
+def provenance() -> dict[str, str | None]:
+    """Where and with what a run executed (``job_id``: the SLURM job, when in one)."""
     from . import __version__
 
     return {
@@ -133,6 +137,23 @@ def provenance() -> dict[str, str]:
         "python_version": platform.python_version(),
         "python": sys.executable,
         "host": socket.gethostname(),
+        "job_id": os.environ.get("SLURM_JOB_ID") or None,
+    }
+
+
+def attempt_entry(status: dict[str, Any]) -> dict[str, Any]:
+    """One entry of ``status.json``'s ``attempt_log``: when, where and how one attempt ended.
+
+    ``status`` is what ``status.json`` says of that attempt (``started``, ``finished``,
+    ``host``, ``job_id``, ``status``, ``error``).
+    """
+    return {
+        "started": status.get("started"),
+        "ended": status.get("finished"),
+        "host": status.get("host"),
+        "job_id": status.get("job_id"),
+        "status": status.get("status"),
+        "error": status.get("error"),
     }
 
 

@@ -28,6 +28,8 @@ __all__ = [
     "RunOptions",
     "RunResult",
     "RunSpec",
+    "RunWarning",
+    "count_warnings",
 ]
 
 OK = "ok"
@@ -102,6 +104,13 @@ class RunOptions:
     warm: bool = True
     #: Modules the zygote imports before forking kernels (e.g. ``("pandas", "numpy")``).
     preload: tuple[str, ...] = ()
+    #: A run whose flows raised warnings (Python warnings, logging at WARNING+) ends ``failed``.
+    strict_warnings: bool = False
+    #: Bytes of cell output kept in each ``<flow>_output.txt`` (a note marks the cut).
+    output_limit: int = 10_000_000
+    #: The sweep's environment record (``environment.Environment``), named in ``status.json``.
+    env_hash: str | None = None
+    git_commit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,10 +123,62 @@ class RunSpec:
     sweep: str = ""
     name: str = ""
     config_hash: str = field(default="", compare=False)
+    #: columns of the run's index row that are not config keys: its sample point's number
+    #: (``sample``) or its trial's (``trial``); kept in the run's ``labels.json``
+    labels: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if not self.config_hash:
             object.__setattr__(self, "config_hash", config_hash(self.config))
+
+
+#: ``RunWarning.kind``: found in the flow's source or config before it ran; raised while it ran.
+CHECK, WARNING, LOG = "check", "warning", "log"
+
+
+@dataclass(frozen=True)
+class RunWarning:
+    """A warning about a run: a source check (``check``), a Python warning (``warning``) or a
+    ``logging`` record at WARNING or above (``log``) raised in one of its flows."""
+
+    kind: str
+    message: str
+    flow: str | None = None
+    #: 1-based number of the flow's cell that raised it (None: not known, or a check)
+    cell: int | None = None
+    #: the warning's class (``UserWarning``) or the record's level (``WARNING``)
+    category: str | None = None
+    #: how many times the same warning was raised in that cell
+    count: int = 1
+
+    @property
+    def runtime(self) -> bool:
+        """Raised while the flow ran (not a check of its source)."""
+        return self.kind != CHECK
+
+    def __str__(self) -> str:
+        where = f"{self.flow}" + (f", cell {self.cell}" if self.cell is not None else "")
+        what = f"{self.category}: " if self.category and self.runtime else ""
+        times = f" (x{self.count})" if self.count > 1 else ""
+        return f"{where}: {what}{self.message}{times}" if self.runtime else self.message
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunWarning:
+        """A record of ``status.json``; a plain string (before records) is a check."""
+        if not isinstance(data, Mapping):
+            return cls(CHECK, str(data))
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known and k != "kind"},
+                   kind=str(data.get("kind") or CHECK))  # fmt: skip
+
+
+def count_warnings(warnings: Any) -> int:
+    """How many warnings a ``status.json`` ``warnings`` list holds (records carry a count)."""
+    total = 0
+    for w in warnings or ():
+        count = w.get("count", 1) if isinstance(w, Mapping) else 1
+        total += count if isinstance(count, int) and count > 0 else 1
+    return total
 
 
 @dataclass(frozen=True)
@@ -163,13 +224,22 @@ class RunResult:
     traceback: str | None = None
     failed_flow: str | None = None
     attempts: int = 1
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[RunWarning, ...] = ()
     sweep: str = ""
     name: str = ""
+    #: the hash of the sweep's environment record (``<sweep>/environment/<hash>.json``)
+    env_hash: str | None = None
+    #: the commit of the git repository holding the flows, when there is one
+    git_commit: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == OK
+
+    @property
+    def warned(self) -> bool:
+        """Ended ``ok`` with warnings (the report shows it apart)."""
+        return self.ok and bool(self.warnings)
 
     @property
     def notebooks(self) -> list[Path]:
@@ -180,7 +250,7 @@ class RunResult:
         data = asdict(self)
         data["run_dir"] = str(self.run_dir)
         data["flows"] = [asdict(f) for f in self.flows]
-        data["warnings"] = list(self.warnings)
+        data["warnings"] = [asdict(w) for w in self.warnings]
         return data
 
     @classmethod
@@ -192,7 +262,7 @@ class RunResult:
             FlowResult(**{k: v for k, v in f.items() if k in flow_fields})
             for f in data.get("flows", ())
         )
-        kwargs["warnings"] = tuple(data.get("warnings", ()))
+        kwargs["warnings"] = tuple(RunWarning.from_json(w) for w in data.get("warnings") or ())
         kwargs["run_dir"] = Path(run_dir if run_dir is not None else data["run_dir"])
         return cls(**kwargs)
 

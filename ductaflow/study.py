@@ -33,8 +33,10 @@ __all__ = [
     "SAMPLERS",
     "OptimizeBlock",
     "Study",
+    "describe_best",
     "load_study",
     "parse_optimize",
+    "stored_study",
 ]
 
 log = logging.getLogger("ductaflow")
@@ -54,6 +56,10 @@ STUDY_DB = "study.db"
 STUDY_JOURNAL = "study.log"
 #: user attribute of a trial: the name of its run directory
 RUN_ATTR = "ductaflow_run"
+#: user attribute of a trial: why it failed
+ERROR_ATTR = "ductaflow_error"
+#: user attribute of the study: the result its trials' values are (``"loss"``)
+RESULT_ATTR = "ductaflow_result"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
 
@@ -131,10 +137,25 @@ def _distribution(optuna: Any, dim: Dimension) -> Any:
     return d.CategoricalDistribution(list(dim.choices))
 
 
+def _sqlite(path: Path) -> Any:
+    """A connection to the study's SQLite file in WAL mode with ``synchronous=NORMAL``: one
+    sync per checkpoint instead of several per commit (half the cost of a trial here, see
+    ``benchmarks/bench_study.py``); any SQLite client on this machine still opens the file."""
+    import sqlite3
+
+    connection = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
+
+
 def _storage(optuna: Any, storage: str, sweep_dir: Path) -> Any:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if storage == "sqlite":
-        return f"sqlite:///{sweep_dir / STUDY_DB}"
+        path = sweep_dir / STUDY_DB
+        return optuna.storages.RDBStorage(
+            f"sqlite:///{path}", engine_kwargs={"creator": lambda: _sqlite(path)}
+        )
     if storage == "journal":
         journal = optuna.storages.journal
         return journal.JournalStorage(journal.JournalFileBackend(str(sweep_dir / STUDY_JOURNAL)))
@@ -174,6 +195,8 @@ class Study:
             direction=block.direction,
             load_if_exists=True,
         )
+        if self.study.user_attrs.get(RESULT_ATTR) != block.result:
+            self.study.set_user_attr(RESULT_ATTR, block.result)
         #: trials asked by this process, by number (their user attributes can be set)
         self._asked: dict[int, Any] = {}
 
@@ -234,17 +257,50 @@ class Study:
         asked = self._asked.pop(number, None)
         if value is None:
             if asked is not None:
-                asked.set_user_attr("ductaflow_error", why)
+                asked.set_user_attr(ERROR_ATTR, why)
             self.study.tell(number, state=state.FAIL, skip_if_finished=True)
         else:
             self.study.tell(number, value, skip_if_finished=True)
         return why
 
 
-def load_study(runs_root: str | Path, sweep: str, storage: str = "sqlite") -> Any:
-    """The Optuna study of an ``optimize`` sweep, for Optuna's own analysis and plots."""
-    optuna = _optuna()
+def stored_study(sweep_dir: Path) -> str | None:
+    """The storage of the study kept in a sweep's directory (``sqlite``, ``journal``), or None."""
+    if (sweep_dir / STUDY_DB).exists():
+        return "sqlite"
+    if (sweep_dir / STUDY_JOURNAL).exists():
+        return "journal"
+    return None
+
+
+def load_study(runs_root: str | Path, sweep: str, storage: str | None = None) -> Any:
+    """The Optuna study of an ``optimize`` sweep, for Optuna's own analysis and plots.
+
+    ``storage``: ``"sqlite"``, ``"journal"`` or the database URL the spec names; by default the
+    study file found in ``<runs_root>/<sweep>/``. Raises ``InputError`` when there is none.
+    """
     sweep_dir = Path(runs_root) / sweep
-    if storage == "sqlite" and not (sweep_dir / STUDY_DB).exists():
-        raise InputError(f"{sweep_dir / STUDY_DB}: no study here; is {sweep!r} an optimize sweep?")
-    return optuna.load_study(study_name=sweep, storage=_storage(optuna, storage, sweep_dir))
+    storage = storage or stored_study(sweep_dir)
+    if storage is None:
+        raise InputError(
+            f"{sweep_dir}: no {STUDY_DB} or {STUDY_JOURNAL} here; is {sweep!r} an optimize sweep?"
+        )
+    optuna = _optuna()
+    try:
+        return optuna.load_study(study_name=sweep, storage=_storage(optuna, storage, sweep_dir))
+    except KeyError:
+        raise InputError(f"{sweep_dir}: the study has no sweep {sweep!r}") from None
+
+
+def describe_best(study: Any) -> str | None:
+    """``best trial 17: loss = 0.0123 (x=1.98, y=-1.02) -> <run>``; None before any."""
+    try:
+        best = study.best_trial
+    except ValueError:
+        return None
+    params = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in best.params.items()
+    )
+    result = study.user_attrs.get(RESULT_ATTR, "value")
+    run = best.user_attrs.get(RUN_ATTR, "")
+    return f"best trial {best.number}: {result} = {best.value:.6g} ({params}) -> {run}"

@@ -1,7 +1,9 @@
 """Sweeps: a base config and blocks of variations, expanded into run specs with stable names.
 
 The runs are the product of the blocks present: ``grid`` (cartesian product of its axes) times
-``zip`` (lists stepped together) times ``table`` (CSV rows). ``exclude`` drops runs. A run's
+``zip`` (lists stepped together) times ``table`` (CSV rows) times ``sample`` (points of a space).
+``exclude`` drops runs. An ``optimize`` sweep has no fixed runs: its study asks for each trial
+(``ductaflow.study``, ``ductaflow.trials``), and ``trial_spec`` makes the trial's run. A run's
 directory is ``<runs root>/<sweep name>/<run name>``; the default run name shows the varied keys
 and ends in a short hash of the run's whole config, so the same config always maps to the same
 directory however the spec is reordered or extended.
@@ -35,6 +37,7 @@ from .config import (
 from .errors import ConfigError, InputError, SweepSpecError
 from .space import SampleBlock, parse_sample
 from .spec import FlowRef, RunSpec
+from .study import OptimizeBlock, parse_optimize
 
 __all__ = ["SPEC_KEYS", "Sweep", "load_table", "sanitize_name"]
 
@@ -50,8 +53,11 @@ SPEC_KEYS = (
     "run_name",
     "preload",
     "sample",
+    "optimize",
     "strict",
 )
+#: the blocks an ``optimize`` sweep cannot have: its study chooses every run
+FIXED_BLOCKS = ("grid", "zip", "table", "sample")
 RUN_NAME_COLUMN = "run_name"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+,-]+")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -183,6 +189,8 @@ class Sweep:
     preload: tuple[str, ...] = ()
     #: sampled points of a space (``ductaflow.space``), times the other blocks
     sample: SampleBlock | None = None
+    #: a search instead of fixed runs (``ductaflow.study``); no other block goes with it
+    optimize: OptimizeBlock | None = None
     #: Refuse to run (exit 2) when the flows' source checks warn (``--strict``).
     strict: bool = False
     #: Where the sweep came from (a spec file), for messages.
@@ -241,6 +249,20 @@ class Sweep:
         seen: dict[str, str] = {}
         columns = {k for row in self.table or () for k in row if k != RUN_NAME_COLUMN}
         sampled = self.sample.keys if self.sample else ()
+        if self.optimize is not None:
+            given = {"grid": self.grid, "zip": self.zip, "table": self.table,
+                     "sample": self.sample}  # fmt: skip
+            for block in FIXED_BLOCKS:
+                if given[block]:
+                    raise self._error(
+                        "optimize", f"cannot be combined with {block!r}: the study chooses "
+                        f"every run; put fixed values in 'base' or make {block!r} a dimension",
+                    )  # fmt: skip
+            if self.run_name is not None and "{trial}" not in str(self.run_name):
+                raise self._error(
+                    "run_name", "an optimize sweep's run names need {trial}, e.g. "
+                    '"t{trial}-{hash}"',
+                )  # fmt: skip
         blocks = (("grid", self.grid), ("zip", self.zip), ("table", columns), ("sample", sampled))
         for block, keys in blocks:
             for key in keys:
@@ -313,6 +335,9 @@ class Sweep:
         sample = data.get("sample")
         if sample is not None:
             sample = parse_sample(sample, f"{where}: 'sample'")
+        optimize = data.get("optimize")
+        if optimize is not None:
+            optimize = parse_optimize(optimize, f"{where}: 'optimize'")
         preload = data.get("preload", [])
         if not isinstance(preload, list) or not all(isinstance(m, str) for m in preload):
             raise SweepSpecError(f"{where}: 'preload': give a list of module names")
@@ -327,6 +352,7 @@ class Sweep:
             run_name=data.get("run_name"),
             preload=tuple(preload),
             sample=sample,
+            optimize=optimize,
             strict=data.get("strict", False),
             source=source,
         )
@@ -361,7 +387,8 @@ class Sweep:
         """The keys the blocks vary, sorted: they name the runs."""
         columns = {k for row in self.table or () for k in row if k != RUN_NAME_COLUMN}
         sampled = self.sample.keys if self.sample else ()
-        return tuple(sorted({*self.grid, *self.zip, *columns, *sampled}))
+        searched = self.optimize.keys if self.optimize else ()
+        return tuple(sorted({*self.grid, *self.zip, *columns, *sampled, *searched}))
 
     def _overrides(
         self, varied: Sequence[str]
@@ -423,10 +450,14 @@ class Sweep:
         readable = sanitize_name("_".join(parts), NAME_MAX - 9) if parts else ""
         return f"{readable}-{digest[:8]}" if readable else digest[:8]
 
-    def _fill(self, match: re.Match[str], config: Mapping[str, Any], digest: str) -> str:
+    def _fill(
+        self, match: re.Match[str], config: Mapping[str, Any], digest: str, trial: int | None = None
+    ) -> str:
         key = match.group(1)
         if key == "hash":
             return digest[:8]
+        if key == "trial" and trial is not None:
+            return f"{trial:04d}"
         value = get_dotted(config, key, _MISSING)
         if value is _MISSING:
             raise self._error(
@@ -440,20 +471,13 @@ class Sweep:
         ``inspect``: also read each flow as a notebook and check its source (``checks``); a
         plan that runs nothing (``--dry-run``) only hashes them.
         """
+        if self.optimize is not None:
+            raise self._error("optimize", "an optimize sweep's runs come from its study")
         with gc_paused():
             return self._expand(runs_root, inspect)
 
-    def check(self, specs: Sequence[RunSpec], kernel: str | None = None) -> list[str]:
-        """The flows' source checks for these runs of the sweep, before any of them runs: logged
-        warnings, or (``strict``) an ``InputError``; ``kernel`` is ``--kernel`` (None: each flow's
-        own kernelspec must be installed). See ``checks.check_runs``."""
-        if not specs or any(f.facts is None for f in specs[0].flows):
-            return []  # expanded without inspecting the flows: nothing to check
-        facts = [f.facts for f in specs[0].flows if f.facts is not None]
-        return check_runs(facts, [s.config for s in specs], self.varied_keys, strict=self.strict,
-                          where=self.source or f"sweep {self.name!r}", kernel=kernel)  # fmt: skip
-
-    def _expand(self, runs_root: str | Path, inspect: bool = True) -> list[RunSpec]:
+    def flow_refs(self, inspect: bool = True) -> tuple[FlowRef, ...]:
+        """The sweep's flows, hashed (and, ``inspect``, read as notebooks), checked once."""
         try:
             flows = tuple(FlowRef.from_path(f, inspect=inspect) for f in self.flows)
         except InputError as exc:
@@ -466,6 +490,46 @@ class Sweep:
                     "their executed notebooks would overwrite each other; rename one",
                 )  # fmt: skip
             stems[ref.name] = ref.path
+        return flows
+
+    def trial_spec(
+        self,
+        number: int,
+        params: Mapping[str, Any],
+        flows: tuple[FlowRef, ...],
+        runs_root: str | Path,
+        name: str | None = None,
+    ) -> RunSpec:
+        """The run of an optimize sweep's trial ``number`` with the study's ``params``; ``name``
+        (a run directory the study remembers) wins over the naming rule."""
+        config: Mapping[str, Any] = self.base
+        try:
+            for key, value in params.items():
+                config = set_dotted(config, key, value)
+        except InputError as exc:
+            raise SweepSpecError(f"{self._where('base')}: {exc}") from None
+        digest = config_hash(config)
+        if name is None and self.run_name:
+            name = sanitize_name(_PLACEHOLDER.sub(
+                lambda m: self._fill(m, config, digest, number), self.run_name))  # fmt: skip
+        name = name or f"trial={number:04d}-{digest[:8]}"
+        return RunSpec(
+            run_dir=Path(runs_root).absolute() / self.name / name, config=config, flows=flows,
+            sweep=self.name, name=name, config_hash=digest, labels={"trial": number},
+        )  # fmt: skip
+
+    def check(self, specs: Sequence[RunSpec], kernel: str | None = None) -> list[str]:
+        """The flows' source checks for these runs of the sweep, before any of them runs: logged
+        warnings, or (``strict``) an ``InputError``; ``kernel`` is ``--kernel`` (None: each flow's
+        own kernelspec must be installed). See ``checks.check_runs``."""
+        if not specs or any(f.facts is None for f in specs[0].flows):
+            return []  # expanded without inspecting the flows: nothing to check
+        facts = [f.facts for f in specs[0].flows if f.facts is not None]
+        return check_runs(facts, [s.config for s in specs], self.varied_keys, strict=self.strict,
+                          where=self.source or f"sweep {self.name!r}", kernel=kernel)  # fmt: skip
+
+    def _expand(self, runs_root: str | Path, inspect: bool = True) -> list[RunSpec]:
+        flows = self.flow_refs(inspect)
         sweep_dir = Path(runs_root).absolute() / self.name
         # a child path without parsing its name again (a third of a run's expansion); the name
         # is one safe path part (``sanitize_name``)
@@ -520,6 +584,7 @@ class Sweep:
                     sweep=self.name,
                     name=name,
                     config_hash=digest,
+                    labels={} if number is None else {"sample": number},
                 )
             )
         if not specs:

@@ -16,11 +16,12 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from .index import IndexFile, build_row
-from .lifecycle import classify
+from .lifecycle import classify, earlier_attempts
 from .process import now
-from .rundir import RunLock, as_storage_error, read_status, write_status
+from .rundir import LABELS_FILE, RunLock, as_storage_error, read_status, write_json, write_status
 from .spec import BUSY, FAILED, RAN, SKIPPED, Outcome, PlanState, RunOptions, RunResult, RunSpec
 
 __all__ = ["orphan_guard", "run_task"]
@@ -47,6 +48,8 @@ def run_task(
     """
     try:
         spec.run_dir.mkdir(parents=True, exist_ok=True)
+        if spec.labels and not (spec.run_dir / LABELS_FILE).exists():
+            write_json(spec.run_dir / LABELS_FILE, dict(spec.labels))
         lock = RunLock(spec.run_dir)
         if not lock.acquire():
             return Outcome(spec, BUSY)
@@ -58,7 +61,7 @@ def run_task(
             worker = conductor is not None and os.getppid() == conductor
             guard = orphan_guard(conductor) if worker and conductor is not None else None
             with guard or contextlib.nullcontext():
-                result = _execute(spec, options, worker, stop)
+                result = _execute(spec, options, worker, stop, earlier_attempts(status, since))
                 return _indexed(Outcome(spec, RAN, result), index_root)
         finally:
             lock.release()
@@ -76,15 +79,22 @@ def run_task(
 
 
 def _execute(
-    spec: RunSpec, options: RunOptions, worker: bool, stop: threading.Event | None
+    spec: RunSpec,
+    options: RunOptions,
+    worker: bool,
+    stop: threading.Event | None,
+    earlier: list[dict[str, Any]],
 ) -> RunResult:
-    """Execute the run with the kernel starter its options ask for; an interrupted run too."""
+    """Execute the run with the kernel starter its options ask for; an interrupted run too.
+    ``earlier``: the attempts this sweep made at it before (a worker lost it)."""
     from .engine import RunInterrupted, execute_run
     from .warm import make_starter
 
     starter = make_starter(options.kernel, options.warm, options.preload)
     try:
-        return execute_run(spec, options, starter, stop_with_parent=worker, stop=stop)
+        return execute_run(
+            spec, options, starter, stop_with_parent=worker, stop=stop, earlier=earlier
+        )
     except RunInterrupted as exc:
         return exc.result
 

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .process import describe_exit
+from .process import describe_exit, scratch_dir
 from .zygote import BOOT
 
 __all__ = [
@@ -164,7 +164,7 @@ class Zygote:
     @classmethod
     def start(cls, env: Mapping[str, str], preload: Sequence[str], timeout: float) -> Zygote:
         """Start a zygote and wait until it has imported everything (or refused a module)."""
-        work_dir = tempfile.mkdtemp(prefix="df-zygote-")
+        work_dir = tempfile.mkdtemp(prefix="df-zygote-", dir=scratch_dir(lasting=True))
         log_path = os.path.join(work_dir, "zygote.log")
         ours, theirs = socket.socketpair()
         zygote_env = {k: v for k, v in env.items() if not _PER_RUN_ENV.fullmatch(k)}

@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import read_json, run_cli
+from helpers import read_json, run_cli
 
 from ductaflow.checks import check_runs, inspect_notebook, is_clean_exit
 from ductaflow.errors import FlowError, SweepSpecError
+from ductaflow.index import load_index
 from ductaflow.spec import FlowRef
 
 
@@ -109,6 +110,7 @@ def _sweep(tmp_path: Path, **extra: object) -> None:
     (tmp_path / "s.json").write_text(json.dumps(spec))
 
 
+@pytest.mark.slow
 def test_both_warnings_before_the_sweep_and_in_status_json(tmp_path: Path) -> None:
     _sweep(tmp_path)
     proc = run_cli("sweep", "s.json", "-j", "2", "--no-progress", "--no-report", cwd=tmp_path)
@@ -121,7 +123,10 @@ def test_both_warnings_before_the_sweep_and_in_status_json(tmp_path: Path) -> No
     for run in runs:
         assert (run / "alpha.txt").read_text() == "0.1"  # what the warning is about
         warnings = read_json(run / "status.json")["warnings"]
-        assert len(warnings) == 1 and "assigns 'alpha' before reading it" in warnings[0]
+        assert len(warnings) == 1 and warnings[0]["kind"] == "check"
+        assert "assigns 'alpha' before reading it" in warnings[0]["message"]
+        assert warnings[0]["flow"] == "over"
+    assert load_index(tmp_path / "runs")["warnings"].tolist() == [1, 1]
 
 
 @pytest.mark.parametrize("how", ["--strict", "spec"])
@@ -134,6 +139,7 @@ def test_strict_is_exit_2_before_anything_runs(tmp_path: Path, how: str) -> None
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_run_warns_of_an_unread_set_key_and_strict_refuses(tmp_path: Path, flows: Path) -> None:
     proc = run_cli("run", flows / "light.py", "--set", "aplha=0.9", "--run-dir", "r", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

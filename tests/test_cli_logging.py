@@ -6,7 +6,8 @@ import json
 import logging
 from pathlib import Path
 
-from conftest import FLOWS, run_cli
+import pytest
+from helpers import FLOWS, run_cli
 
 from ductaflow import cli
 
@@ -18,6 +19,7 @@ def _spec(tmp_path: Path, n: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_verbosity_chooses_what_is_logged(tmp_path: Path) -> None:
     spec = _spec(tmp_path, 3)
     quiet = run_cli("sweep", spec, "-j", "2", "--no-report", cwd=tmp_path)

@@ -14,15 +14,18 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FLOWS, read_json, run_cli, wait_for, wait_no_kernels
+from helpers import FLOWS, read_json, run_cli, wait_for, wait_no_kernels
 
 from ductaflow.executor import SweepOptions, execute_sweep
 from ductaflow.spec import RunOptions
 from ductaflow.sweep import Sweep
+
+pytestmark = pytest.mark.slow  # kernels and processes: not in `-m "not slow"`
 
 pytest.importorskip("distributed")
 if importlib.util.find_spec("dask_jobqueue") is None:  # importing it takes over Ctrl-C
@@ -30,11 +33,13 @@ if importlib.util.find_spec("dask_jobqueue") is None:  # importing it takes over
 
 #: One run ok, one that raises, one over the cell timeout.
 TABLE = ({"x": 1}, {"x": 2, "fail": True}, {"x": 3, "sleep": 30})
-OPTIONS = RunOptions(timeout=2)
+OPTIONS = RunOptions(timeout=8)  # a deadline for x=3 (sleeps 30); the others are instant
 #: What differs from one execution of the same run to the next, wherever it runs.
 VOLATILE = {
     "started",
     "finished",
+    "ended",  # of an attempt, in attempt_log
+    "job_id",
     "duration_s",
     "host",
     "pid",
@@ -122,7 +127,10 @@ def test_every_backend_gives_the_same_results(
     assert "1 ok, 1 failed, 1 timeout, 0 died, 0 interrupted, 0 skipped" in report.summary()
     assert snapshot(root) == reference
     pids = {read_json(d / "status.json")["pid"] for d in (root / "b").iterdir()}
-    assert os.getpid() not in pids or name == "threading", "a run executed in the conductor"
+    if name == "threading":
+        assert pids == {os.getpid()}, "warm runs on threads execute in the conductor"
+    else:  # 3 runs on 2 workers, each a reused process: at most 2 pids, none the conductor
+        assert os.getpid() not in pids and 1 <= len(pids) <= 2, pids
 
     if name == "slurm-local":
         script = (root / ".slurm" / "job.sh").read_text()
@@ -250,8 +258,8 @@ def test_ctrl_c_stops_the_cluster_runs_and_resume_finishes(tmp_path: Path) -> No
     assert {x: data["status"] for x, data in statuses.items()} == {
         0: "ok", 1: "interrupted", 2: "interrupted",
     }  # fmt: skip
-    for x in (1, 2):
-        assert statuses[x]["error"] == "Interrupted: the run was stopped by SIGTERM"
+    for x in (1, 2):  # Ctrl-C, passed on to the run processes (fault 9 of issue 15)
+        assert statuses[x]["error"] == "Interrupted: the run was stopped by SIGINT"
     assert sorted(r["status"] for r in indexed()) == ["interrupted", "interrupted", "ok"]
     assert not wait_no_kernels(tmp_path, seconds=15), "a kernel outlived Ctrl-C"
 
@@ -274,7 +282,16 @@ def test_slurm_job_script_and_bad_input(tmp_path: Path) -> None:
     assert f"#SBATCH -o {tmp_path / 'logs'}/ductaflow-%J.out" in lines
     worker = lines[-1]
     assert worker.startswith(f"{sys.executable} -m distributed.cli.dask_worker tcp://SCHEDULER")
-    assert "--nthreads 1" in worker and "--lifetime 54m" in worker
+    assert "--nthreads 1" in worker and "--lifetime" not in worker  # it would cut a run
+    # the job's end, for the worker to stop taking runs in time (backends/lifetime.py)
+    assert "DUCTAFLOW_JOB_END=${DUCTAFLOW_JOB_END:-$(( $(date +%s) + 3600 ))}" in lines
+    prologue = "\n".join(lines[lines.index("unset DUCTAFLOW_JOB_END") : -1])
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_JOB_ID"}
+    shown = subprocess.run(
+        ["bash", "-c", prologue + '\necho "$DUCTAFLOW_JOB_END"'],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    assert abs(int(shown.stdout) - (time.time() + 3600)) < 120, shown
 
     # dask-jobqueue 0.9.0 replaces the SIGINT handler on import; Ctrl-C must still interrupt
     probe = (
@@ -330,7 +347,7 @@ def test_ctrl_c_stops_runs_on_a_cluster_the_conductor_does_not_own(tmp_path: Pat
             assert report.interrupted
             assert "0 ok, 0 failed, 0 timeout, 0 died, 2 interrupted" in report.summary()
             errors = {read_json(p)["error"] for p in root.glob("e/*/status.json")}
-            assert errors == {"Interrupted: the run was stopped by SIGTERM"}
+            assert errors == {"Interrupted: the run was stopped by SIGINT"}  # Ctrl-C
             assert not list(root.glob("e/x=2*")), "a queued run started after Ctrl-C"
             assert not wait_no_kernels(tmp_path, seconds=15), "a kernel outlived Ctrl-C"
             assert len(client.scheduler_info()["workers"]) == 2

@@ -23,7 +23,7 @@ def test_it_lists_the_packages_this_python_imports(tmp_path: Path) -> None:
     assert dists["nbclient"] == metadata.version("nbclient")
     assert env.record["python"] == sys.executable
     path = env.write(tmp_path / "sweep")
-    assert path == tmp_path / "sweep" / "environment" / f"{env.hash}.json"
+    assert path == tmp_path / "sweep" / ".environment" / f"{env.hash}.json"
     assert json.loads(path.read_text(encoding="utf-8")) == env.record
     assert capture_environment().hash == env.hash  # the same environment, the same hash
 

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from helpers import REPO, RunsRoot, run_cli
 
 from ductaflow.index import load_index
+
+pytestmark = pytest.mark.slow  # kernels and processes: not in `-m "not slow"`
 
 
 @pytest.fixture
@@ -27,6 +29,12 @@ def test_demo_sweep_and_csv_sweep(repo_copy: Path) -> None:
     report, summary = proc.stdout.strip().splitlines()
     assert summary.startswith("demo: ok: 7 ok, 0 failed")
     assert report.startswith("report -> ") and report.endswith("runs/demo/report.html")
+    # the sweep itself wrote the index (load_index would rebuild a missing one)
+    rows = RunsRoot(repo_copy / "runs", "demo").rows()
+    assert len(rows) == 7 and {r["status"] for r in rows} == {"ok"}
+    assert {r["run_dir"] for r in rows} == {
+        str(d) for d in RunsRoot(repo_copy / "runs", "demo").dirs().values()
+    }
     frame = load_index(repo_copy / "runs")
     assert len(frame) == 7 and set(frame["status"]) == {"ok"}
     assert frame["result.rmse"].between(0, 2).all()
@@ -39,6 +47,12 @@ def test_demo_sweep_and_csv_sweep(repo_copy: Path) -> None:
         "--base", "sweeps/base.json", "-j", "2", cwd=repo_copy, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = RunsRoot(repo_copy / "runs").rows()
+    assert sorted(r["run"] for r in rows if r["sweep"] == "variants") == [
+        "noisy",
+        "smooth",
+        "wiggly",
+    ]
     variants = load_index(repo_copy / "runs").query("sweep == 'variants'")
     assert sorted(variants["run"]) == ["noisy", "smooth", "wiggly"]
 
@@ -49,6 +63,8 @@ def test_conductor_chains_two_sweeps(repo_copy: Path) -> None:
         timeout=400,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    written = [r["sweep"] for r in RunsRoot(repo_copy / "runs").rows()]  # as the sweeps wrote it
+    assert sorted(written) == ["confirm"] * 6 + ["explore"] * 6
     frame = load_index(repo_copy / "runs")
     assert frame.groupby("sweep").size().to_dict() == {"confirm": 6, "explore": 6}
     explore = frame.query("sweep == 'explore'")

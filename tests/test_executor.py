@@ -6,7 +6,6 @@ import csv
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +14,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import FLOWS, read_json, run_cli, wait_for, wait_no_kernels
+from helpers import (
+    FLOWS,
+    conductor,
+    is_run_dir,
+    read_json,
+    release,
+    run_cli,
+    started,
+    wait_for,
+    wait_no_kernels,
+    write_spec,
+)
 
 from ductaflow.executor import SweepOptions, execute_sweep
 from ductaflow.index import load_index
@@ -23,13 +33,7 @@ from ductaflow.rundir import is_claimed, read_status
 from ductaflow.spec import RunOptions
 from ductaflow.sweep import Sweep
 
-
-def write_spec(tmp_path: Path, flow: str = "work.py", **blocks: object) -> Path:
-    shutil.copy(FLOWS / flow, tmp_path / flow)
-    spec = {"name": "s", "flows": [flow], **blocks}
-    path = tmp_path / "spec.json"
-    path.write_text(json.dumps(spec))
-    return path
+pytestmark = pytest.mark.slow  # kernels and processes: not in `-m "not slow"`
 
 
 def executions(run_dir: Path) -> int:
@@ -44,7 +48,7 @@ def index_rows(root: Path) -> list[dict[str, str]]:
 
 
 def run_dirs(root: Path, sweep: str = "s") -> dict[str, Path]:
-    return {p.name: p for p in (root / sweep).iterdir() if p.is_dir()}
+    return {p.name: p for p in (root / sweep).iterdir() if is_run_dir(p)}
 
 
 def notebook_text(path: Path) -> str:
@@ -119,7 +123,7 @@ def test_stale_only_force_and_extension(tmp_path: Path) -> None:
 
 
 def test_retries_and_timeouts(tmp_path: Path) -> None:
-    write_spec(tmp_path, flow="flaky.py", grid={"x": [1]})
+    write_spec(tmp_path, "flaky.py", grid={"x": [1]})
     proc = run_cli("sweep", "spec.json", "--retries", "1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (run_dir,) = run_dirs(tmp_path / "runs").values()
@@ -129,7 +133,7 @@ def test_retries_and_timeouts(tmp_path: Path) -> None:
     sweep = Sweep(name="t", flows=(FLOWS / "work.py",), grid={"sleep": [0, 30]})
     report = execute_sweep(
         sweep,
-        SweepOptions(tmp_path / "runs", 2, run=RunOptions(timeout=2), progress=False),
+        SweepOptions(tmp_path / "runs", 2, run=RunOptions(timeout=8), progress=False),
     )
     assert sorted(o.result.status for o in report.outcomes) == ["ok", "timeout"]
     assert not report.ok
@@ -137,16 +141,19 @@ def test_retries_and_timeouts(tmp_path: Path) -> None:
 
 
 def test_two_conductors_never_run_a_directory_twice(tmp_path: Path) -> None:
-    write_spec(tmp_path, grid={"x": [1, 2, 3, 4]}, base={"sleep": 1})
-    cmd = [sys.executable, "-m", "ductaflow", "sweep", "spec.json", "-j", "2"]
-    procs = [
-        subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for _ in range(2)
-    ]
-    codes = [p.wait(timeout=180) for p in procs]
-    assert codes == [0, 0], [p.stderr.read() for p in procs]
+    """Two conductors at -j 2 on 4 held runs: 4 runs in their flow at once can only be both
+    conductors running (the overlap is certain, not hoped for); then each ran once."""
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    write_spec(tmp_path, "hold.py", grid={"x": [1, 2, 3, 4]}, base={"hold": str(hold)})
+    args = ("spec.json", "-j", "2", "--no-progress", "--no-report")
+    with conductor(*args, cwd=tmp_path) as a, conductor(*args, cwd=tmp_path) as b:
+        a.until(lambda: len(started(hold)) == 4, what="4 runs held by two conductors")
+        assert a.alive() and b.alive()
+        release(hold)
+        assert (a.wait(), b.wait()) == (0, 0), a.output() + b.output()
     dirs = run_dirs(tmp_path / "runs")
-    assert len(dirs) == 4
+    assert len(dirs) == 4 and len(list(hold.glob("started-*"))) == 4
     assert {name: executions(d) for name, d in dirs.items()} == {name: 1 for name in dirs}
     rows = load_index(tmp_path / "runs")
     assert len(rows) == 4 and set(rows["status"]) == {"ok"}
@@ -155,33 +162,29 @@ def test_two_conductors_never_run_a_directory_twice(tmp_path: Path) -> None:
 @pytest.mark.parametrize("mode", ["warm", "standard"])
 def test_killed_conductor_leaves_every_finished_run_indexed(tmp_path: Path, mode: str) -> None:
     """Warm: runs on the conductor's threads die with it; standard: loky workers outlive it."""
-    write_spec(tmp_path, grid={"x": list(range(8))}, base={"sleep": 1.5})
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    write_spec(tmp_path, "hold.py", grid={"x": list(range(8))}, base={"hold": str(hold)})
     root = tmp_path / "runs"
     flags = ["--no-warm"] if mode == "standard" else []
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ductaflow", "sweep", "spec.json", "-j", "2", *flags],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
 
     def finished() -> int:
         if not (root / "index.csv").exists():
             return 0
         return sum(r["status"] == "ok" for r in index_rows(root))
 
-    def executing() -> set[str]:  # runs whose flow is in its sleep
-        return {
-            str(d)
-            for d in run_dirs(root).values()
-            if executions(d) and (read_status(d) or {}).get("status") == "running"
-        }
-
-    wait_for(lambda: finished() >= 2 and executing(), seconds=120, what="runs done and going")
-    proc.kill()
-    proc.wait(timeout=10)
-    assert not wait_no_kernels(tmp_path, seconds=15), "kernels outlived the killed conductor"
-    wait_for(  # the orphaned workers stop their runs and record them, then let go
-        lambda: not any(is_claimed(d) for d in run_dirs(root).values()), what="claims released"
-    )
+    with conductor("spec.json", "-j", "2", "--no-progress", *flags, cwd=tmp_path) as c:
+        first = c.until(lambda: len(started(hold)) == 2 and started(hold), what="2 runs held")
+        for x in first:
+            release(hold, x)
+        c.until(lambda: finished() == 2 and len(started(hold)) == 4, what="2 done, 2 held")
+        c.proc.kill()  # the conductor alone, SIGKILL: its loky workers are orphaned
+        c.wait()
+        assert not wait_no_kernels(tmp_path), "kernels outlived the killed conductor"
+        wait_for(  # the orphaned workers stop their runs and record them, then let go
+            lambda: not any(is_claimed(d) for d in run_dirs(root).values()),
+            what="claims released",
+        )
 
     ok_on_disk = {
         str(d) for d in run_dirs(root).values() if (read_status(d) or {}).get("status") == "ok"
@@ -197,14 +200,15 @@ def test_killed_conductor_leaves_every_finished_run_indexed(tmp_path: Path, mode
     assert sleeping, "the conductor was killed with no run in its flow"
 
     # The next sweep records the runs the killed one left in flight (standard: the orphaned
-    # workers did already), here without rerunning them.
+    # workers did already), here without rerunning them; it runs the ones never started.
+    release(hold)
     proc = run_cli("sweep", "spec.json", "-j", "2", "--only", "new", *flags, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     left = {r["run_dir"]: r for r in index_rows(root) if r["run_dir"] in in_flight}
     assert left.keys() == in_flight
     assert {r["status"] for r in left.values()} == {"interrupted"}
     for run_dir in sleeping:
-        assert "ended `interrupted`" in notebook_text(Path(run_dir) / "work_executed.ipynb")
+        assert "ended `interrupted`" in notebook_text(Path(run_dir) / "hold_executed.ipynb")
 
     before = {name: executions(d) for name, d in run_dirs(root).items()}
     proc = run_cli("sweep", "spec.json", "-j", "2", *flags, cwd=tmp_path)
@@ -218,7 +222,7 @@ def test_killed_conductor_leaves_every_finished_run_indexed(tmp_path: Path, mode
 def test_a_dead_worker_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     write_spec(
         tmp_path,
-        flow="killworker.py",
+        "killworker.py",
         table=[{"x": 1}, {"x": 2, "kill": True}, {"x": 3}, {"x": 4}, {"x": 5}],
     )
     # standard kernels: the kernel's parent is the worker (a warm kernel's is its zygote)
@@ -233,39 +237,33 @@ def test_a_dead_worker_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None
 @pytest.mark.parametrize("mode", ["warm", "standard"])
 def test_ctrl_c_records_runs_in_flight_and_resume_finishes(tmp_path: Path, mode: str) -> None:
     """Warm: the conductor stops the runs on its threads; standard: each loky worker its own."""
-    write_spec(tmp_path, grid={"x": list(range(6))}, base={"sleep": 30})
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    write_spec(tmp_path, "hold.py", grid={"x": list(range(6))}, base={"hold": str(hold)})
     root = tmp_path / "runs"
     flags = ["--no-warm"] if mode == "standard" else []
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ductaflow", "sweep", "spec.json", "-j", "2", *flags],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,  # its own process group, like a shell job
-    )  # fmt: skip
-
-    def running() -> int:
-        if not (root / "s").exists():
-            return 0
-        return sum(executions(d) for d in run_dirs(root).values())
-
-    wait_for(lambda: running() >= 2, seconds=60, what="two runs to start")
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1, err
-    assert "s: interrupted:" in out
+    with conductor("spec.json", "-j", "2", *flags, cwd=tmp_path) as c:
+        c.until(lambda: len(started(hold)) == 2, what="two runs held")
+        c.signal_group(signal.SIGINT)  # what Ctrl-C in a terminal does
+        assert c.wait() == 1, c.output()
+        assert "s: interrupted:" in c.out
     statuses = [read_json(d / "status.json")["status"] for d in run_dirs(root).values()]
     assert statuses and set(statuses) == {"interrupted"}
     assert {r["status"] for r in index_rows(root)} == {"interrupted"}
-    assert not wait_no_kernels(tmp_path, seconds=15)
+    assert not wait_no_kernels(tmp_path)
     # each notebook says its run was stopped; warm runs, stopped by the engine, say where
-    where = "ended `interrupted` at cell 3" if mode == "warm" else "ended `interrupted`"
-    for run_dir in run_dirs(root).values():
-        assert where in notebook_text(run_dir / "work_executed.ipynb")
+    where = "ended `interrupted` at cell 4" if mode == "warm" else "ended `interrupted`"
+    held = [d for d in run_dirs(root).values() if executions(d)]
+    assert len(held) == 2
+    for run_dir in held:
+        assert where in notebook_text(run_dir / "hold_executed.ipynb")
 
-    data = json.loads((tmp_path / "spec.json").read_text())
-    data["base"]["sleep"] = 0  # a new config: fresh directories; the old ones stay recorded
-    (tmp_path / "spec.json").write_text(json.dumps(data))
-    proc2 = run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path)
-    assert proc2.returncode == 0
+    release(hold)  # the same configs: the interrupted runs go again in their own directories
+    proc2 = run_cli("sweep", "spec.json", "-j", "2", *flags, cwd=tmp_path)
+    assert proc2.returncode == 0, proc2.stdout + proc2.stderr
+    assert "s: ok: 6 ok" in proc2.stdout
+    assert {executions(d) for d in held} == {2}
+    assert len(run_dirs(root)) == 6
 
 
 def test_warm_runs_share_the_conductor_and_standard_runs_use_workers(tmp_path: Path) -> None:
@@ -291,14 +289,19 @@ def test_warm_runs_share_the_conductor_and_standard_runs_use_workers(tmp_path: P
 def test_sweeps_on_threads_leave_no_descriptor_or_thread_behind(tmp_path: Path) -> None:
     """A conductor runs sweep after sweep (conductor.py, notebooks): its threads hold nothing."""
 
-    def sweep_once(k: int) -> tuple[int, int]:
+    def sweep_once(k: int) -> None:
         sweep = Sweep(name=f"t{k}", flows=(FLOWS / "work.py",), grid={"x": list(range(8))})
         report = execute_sweep(sweep, SweepOptions(tmp_path / "runs", 2, progress=False))
         assert report.ok and report.counts()["ok"] == 8
+
+    def counts() -> tuple[int, int]:
         return len(os.listdir("/proc/self/fd")), threading.active_count()
 
-    first = sweep_once(1)
-    assert sweep_once(2) == first == sweep_once(3)
+    sweep_once(1)
+    first = wait_for(counts)  # the counts once the first sweep settled
+    for k in (2, 3):
+        sweep_once(k)
+        wait_for(lambda: counts() <= first, what=f"sweep {k}'s threads and fds let go")
 
 
 def test_ctrl_c_stops_a_sequential_sweep_at_once(tmp_path: Path) -> None:
@@ -475,7 +478,7 @@ def run_in_pty(*args: str, cwd: Path, timeout: float = 120) -> tuple[int, str]:
 
 def test_log_lines_and_the_progress_bar_do_not_garble_each_other(tmp_path: Path) -> None:
     """A warning logged while the bar is drawn gets a line of its own, above the bar."""
-    write_spec(tmp_path, flow="killworker.py", table=[{"x": 1}, {"x": 2, "kill": True}])
+    write_spec(tmp_path, "killworker.py", table=[{"x": 1}, {"x": 2, "kill": True}])
     code, text = run_in_pty("sweep", "spec.json", "-j", "2", "--no-warm", cwd=tmp_path)
     assert code == 1, text
     lines = [seg for seg in re.split(r"[\r\n]", text) if "a worker died" in seg]

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import read_json, run_cli
+from helpers import read_json, run_cli
 
 import ductaflow
 from ductaflow.engine import execute_run
 from ductaflow.errors import FlowError
 from ductaflow.notebook import INJECTED_TAG, NOT_RUN_TAG, STOPPED_TAG
 from ductaflow.spec import FlowRef, RunSpec
+
+pytestmark = pytest.mark.slow  # kernels and processes: not in `-m "not slow"`
 
 FORMATS = ["percent.py", "light.py", "markdown.md", "myst.md", "papermill.ipynb"]
 

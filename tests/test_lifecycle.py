@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import FLOWS
+from helpers import FLOWS
 
 from ductaflow.lifecycle import (
     UNFINISHED_ERROR,
     classify,
+    earlier_attempts,
     recover_unfinished,
     settle,
     settle_killed,
@@ -118,3 +119,39 @@ def test_a_killed_conductors_run_is_recovered_interrupted(tmp_path: Path) -> Non
     assert result is not None and result.status == "interrupted"
     assert result.error == UNFINISHED_ERROR
     assert recover_unfinished(spec.run_dir) is None  # recorded: nothing left to recover
+
+
+def test_a_run_lost_mid_sweep_keeps_its_attempt_and_an_earlier_sweeps_does_not_count(
+    tmp_path: Path,
+) -> None:
+    spec = make_spec(tmp_path)
+    since = now()
+    assert earlier_attempts(read_status(spec.run_dir), since) == []  # never ran
+    left_running(spec)  # its worker was killed mid-run, before it recorded anything
+    (lost,) = earlier_attempts(read_status(spec.run_dir), since)
+    assert (lost["status"], lost["error"], lost["ended"]) == ("interrupted", UNFINISHED_ERROR, None)
+    assert lost["started"] == read_status(spec.run_dir)["started"]
+    # recorded by the conductor meanwhile: the attempt says how it ended
+    settle(spec, since, "interrupted", "Interrupted: its worker died")
+    data = read_status(spec.run_dir)
+    assert [(a["status"], a["error"]) for a in earlier_attempts(data, since)] == [
+        ("interrupted", "Interrupted: its worker died")
+    ]
+    # the same record seen by a later sweep: that sweep's attempts start afresh
+    assert earlier_attempts(data, now()) == []
+
+
+def test_a_run_executed_again_counts_and_logs_both_attempts(tmp_path: Path) -> None:
+    from ductaflow.engine import execute_run
+
+    spec = make_spec(tmp_path)
+    since = now()
+    left_running(spec)
+    earlier = earlier_attempts(read_status(spec.run_dir), since)
+    result = execute_run(spec, earlier=earlier)
+    data = read_status(spec.run_dir)
+    assert result.ok and result.attempts == data["attempts"] == 2
+    assert [a["status"] for a in data["attempt_log"]] == ["interrupted", "ok"]
+    last = data["attempt_log"][-1]
+    assert (last["started"], last["ended"]) == (data["started"], data["finished"])
+    assert last["host"] == data["host"] and "job_id" in last

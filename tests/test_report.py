@@ -537,6 +537,7 @@ def rgb(color: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.browser
 @pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="needs /usr/bin/chromium (apt-get install -y chromium; .ci/run installs it)",
@@ -685,6 +686,7 @@ frame.src = "report.html";
 
 
 @pytest.mark.slow
+@pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
 def test_a_10000_run_report_pages_sorts_and_filters_in_a_browser(tmp_path: Path) -> None:
     n = 10_000
@@ -740,3 +742,19 @@ def test_a_10000_run_report_pages_sorts_and_filters_in_a_browser(tmp_path: Path)
     # charts drawn from aggregates and a capped sample
     assert got["svgs"] >= 3 and 0 < got["dots"] <= 2 * report.MAX_POINTS  # score by alpha, seed
     print(f"opened in Chromium in {got['loaded_ms']:.0f} ms")
+
+
+def test_a_run_that_took_more_than_one_attempt_is_marked(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    make_run(root, "once", {"alpha": 1})
+    again = make_run(root, "twice", {"alpha": 2})
+    status = json.loads((again / "status.json").read_text())
+    write_json(again / "status.json", {**status, "attempts": 2})  # a worker lost the first
+    IndexFile(root).rebuild()
+    assert {r.run: r.attempts for r in data_for(root).rows} == {"once": 1, "twice": 2}
+    page = write_report(root, render_notebooks=False).read_text()
+    assert page.count('class="attempts"') == 1 and "×2</span>" in page
+    # the paged table of a large report says it too, by row (failures first, then by run)
+    frame = load_index(root)
+    table = report.run_table(frame, data_for(root), base=root)
+    assert table.columns["run"] == ["once", "twice"] and table.columns["retried"] == {1: 2}

@@ -12,14 +12,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-from conftest import kernels_under, wait_for
+from helpers import kernels_under, wait_for
 
 from ductaflow.engine import execute_run
 from ductaflow.errors import ConfigError
@@ -27,9 +26,12 @@ from ductaflow.kernel import StandardStarter, open_kernel
 from ductaflow.spec import FlowRef, RunOptions, RunResult, RunSpec
 from ductaflow.warm import WarmStarter, ZygoteRegistry, make_starter
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="kernels are forked on Linux only"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"), reason="kernels are forked on Linux only"
+    ),
+]
 
 #: The environment the engine gives a kernel, for tests that start one without the engine.
 KERNEL_ENV = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
@@ -166,13 +168,12 @@ def test_dead_kernel_and_cell_timeout_are_recorded(
     assert died.status == "died"
     assert "the kernel exited with code 1" in (died.error or "")
     child = int((tmp_path / "died" / "child").read_text())
-    wait_for(lambda: not alive(child), 10, "what the dead kernel started to be killed too")
+    wait_for(lambda: not alive(child), 60, "what the dead kernel started to be killed too")
 
-    t0 = time.monotonic()
-    hang = write_flow(tmp_path, "# %%\nimport time\ntime.sleep(60)\n", "hang")
+    # past pytest's own timeout: only the cell timeout can end this run in time
+    hang = write_flow(tmp_path, "# %%\nimport time\ntime.sleep(600)\n", "hang")
     slow = run(tmp_path / "slow", hang, starter, timeout=1)
     assert slow.status == "timeout"
-    assert time.monotonic() - t0 < 20
     assert not kernels_under(tmp_path)
 
 
@@ -228,7 +229,7 @@ def test_a_killed_zygote_is_replaced(tmp_path: Path, caplog: pytest.LogCaptureFi
         assert run(tmp_path / "r1", ref, starter).status == "ok"
         (old,) = reg.zygote_pids
         os.kill(old, signal.SIGKILL)
-        wait_for(lambda: not alive(old), 10, "the zygote to die")
+        wait_for(lambda: not alive(old), 60, "the zygote to die")
         with caplog.at_level(logging.WARNING, logger="ductaflow"):
             result = run(tmp_path / "r2", ref, starter)
         assert result.status == "ok", result.error
@@ -263,7 +264,7 @@ def test_a_zygote_killed_mid_run_takes_its_kernel_along(tmp_path: Path) -> None:
     # killed at once by the parent-death signal, before ipykernel's parent poller noticed
     assert "Parent appears to have exited" not in (result.traceback or "")
     kernel = int(pids_file.read_text().split()[0])
-    wait_for(lambda: not alive(kernel), 10, "the kernel to die")
+    wait_for(lambda: not alive(kernel), 60, "the kernel to die")
 
 
 OWNER = """
@@ -287,7 +288,7 @@ def test_kernels_and_zygote_die_with_their_owner(tmp_path: Path) -> None:
         owner.kill()
         owner.wait()
     kernel, zygote = map(int, (run_dir / "pids").read_text().split())
-    wait_for(lambda: not alive(kernel) and not alive(zygote), 10, "kernel and zygote to die")
+    wait_for(lambda: not alive(kernel) and not alive(zygote), 60, "kernel and zygote to die")
 
 
 def test_warm_and_standard_kernels_give_the_same_notebook(tmp_path: Path) -> None:
@@ -464,10 +465,8 @@ def test_a_prestarted_zygote_serves_the_first_run(tmp_path: Path) -> None:
     ref = write_flow(tmp_path, PIDS.replace("SLEEP", "0"))
     starter = WarmStarter(registry=reg)
     try:
-        t0 = time.perf_counter()
         thread = reg.prestart()
-        assert time.perf_counter() - t0 < 0.2  # a zygote takes ~0.5 s to boot
-        assert thread.is_alive()
+        assert thread.is_alive()  # returned while the zygote still boots
         thread.join(60)
         (zygote,) = reg.zygote_pids
         result = run(tmp_path / "r", ref, starter)
@@ -475,7 +474,6 @@ def test_a_prestarted_zygote_serves_the_first_run(tmp_path: Path) -> None:
         assert int((tmp_path / "r" / "pids").read_text().split()[1]) == zygote
         assert reg.zygote_pids == [zygote]
         assert result.flows[0].kernel_start_s is not None
-        assert result.flows[0].kernel_start_s < 0.5  # no zygote start inside
     finally:
         reg.close()
 

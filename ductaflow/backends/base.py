@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 
 from ..spec import Outcome, RunSpec
 
@@ -26,16 +26,21 @@ class Backend(abc.ABC):
 
     #: its name, as ``--backend`` takes it
     name: str = ""
-    #: True when the workers share this machine's files and pids: they index their own runs
-    #: and stop theirs when the conductor dies
+    #: True when the workers share this machine's pids: they stop their runs when the
+    #: conductor dies. Every worker indexes its own runs (the runs root is always shared), so a
+    #: run that finishes after its conductor was killed is in the index all the same.
     local: bool = True
     #: set to stop the runs executing in this process's threads (signals reach the main thread
     #: only); the task watches it
     stop_event: threading.Event | None = None
 
     @abc.abstractmethod
-    def run(self, specs: Sequence[RunSpec], task: Task) -> Iterator[Outcome]:
-        """Outcomes of ``task`` over ``specs``, in the order the runs finish."""
+    def run(self, specs: Iterable[RunSpec], task: Task) -> Iterator[Outcome]:
+        """Outcomes of ``task`` over ``specs``, in the order the runs finish.
+
+        A ``Sequence`` may be handed out all at once; any other iterable (an optimize sweep's
+        trials, asked as they are pulled) is pulled one spec per free slot, never more than
+        ``n_jobs`` ahead of the outcomes given back, so that each pull can learn from them."""
 
     def check(self) -> None:  # noqa: B027  (most backends have nothing to check)
         """Raise ``InputError`` when runs could not start here; called before the sweep writes

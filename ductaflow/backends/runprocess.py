@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from ..lifecycle import settle, wait_released
 from ..process import describe_exit, now, set_parent_death_signal
 from ..spec import DIED, INTERRUPTED, Outcome, RunSpec
+from .lifetime import refuse_run, worker_lifetime
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -56,8 +57,20 @@ def run_remote(payload: bytes, spec: RunSpec, token: str) -> bytes | Outcome | N
     ``payload`` is the pickled task; the answer is the pickled ``Outcome``, an ``Outcome``
     recorded here, or None when the sweep was stopped before the run began. A run whose run
     process dies goes again once in a new one, and is recorded ``died`` the second time, as a
-    run whose ``loky`` worker dies.
+    run whose ``loky`` worker dies. On a worker whose job ends too soon for another run, the
+    run goes back to the scheduler instead (``lifetime``).
     """
+    lifetime = worker_lifetime()
+    if not lifetime.admit():
+        refuse_run()  # raises distributed.Reschedule
+    t0 = time.monotonic()
+    try:
+        return _run_remote(payload, spec, token)
+    finally:
+        lifetime.finished(time.monotonic() - t0)
+
+
+def _run_remote(payload: bytes, spec: RunSpec, token: str) -> bytes | Outcome | None:
     since = now()
     why = ""
     for attempt in (1, 2):
@@ -91,13 +104,14 @@ def run_remote(payload: bytes, spec: RunSpec, token: str) -> bytes | Outcome | N
     return settle(spec, since, DIED, error, unstarted=True)
 
 
-async def stop_sweep(token: str, grace: float) -> int:
-    """Run on every worker by the conductor: stop a sweep's runs here; how many were running."""
+async def stop_sweep(token: str, grace: float, signum: int = signal.SIGTERM) -> int:
+    """Run on every worker by the conductor: stop a sweep's runs here (their run processes get
+    ``signum``, the signal that stopped the conductor); how many were running."""
     with _LOCK:
         _STOPPED.add(token)
         running = list(_ACTIVE.get(token, ()))
     for proc in running:
-        proc.terminate()
+        proc.terminate(signum)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         with _LOCK:
@@ -163,9 +177,9 @@ class RunProcess:
                         return self._recv.recv_bytes()
                 return None
 
-    def terminate(self) -> None:
+    def terminate(self, signum: int = signal.SIGTERM) -> None:
         with contextlib.suppress(OSError):
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signum)
 
     def exit_description(self) -> str:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -183,7 +197,8 @@ def serve() -> None:
     set_parent_death_signal(signal.SIGTERM, parent)
     inbox = Connection(in_fd, writable=False)
     outbox = Connection(out_fd, readable=False)
-    with contextlib.suppress(EOFError, OSError):  # the worker is gone
+    # the worker is gone, or a Ctrl-C passed on by the conductor came between runs
+    with contextlib.suppress(EOFError, OSError, KeyboardInterrupt):
         while inbox.poll(RUN_PROCESS_IDLE_S):
             payload, spec = inbox.recv()
             task = pickle.loads(payload)

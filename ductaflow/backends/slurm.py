@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from .dask import DaskBackend, require
+from .lifetime import JOB_END_ENV
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -30,6 +31,7 @@ __all__ = [
     "SLURM_DEFAULT_MEMORY",
     "SLURM_DIR",
     "SlurmBackend",
+    "job_end_lines",
     "local_sbatch",
     "local_scancel",
     "slurm_cluster",
@@ -45,7 +47,11 @@ SLURM_DIR = ".slurm"
 
 
 class SlurmBackend(DaskBackend):
-    """``n_jobs`` SLURM jobs, each a Dask worker of one thread, for ``slurm_time`` minutes."""
+    """``n_jobs`` SLURM jobs, each a Dask worker of one thread, for ``slurm_time`` minutes.
+
+    A worker takes no run it could not finish before its job ends: it drains, exits, and a
+    fresh job takes its place (``backends/lifetime.py``).
+    """
 
     extra = "slurm"
 
@@ -150,13 +156,28 @@ def _slurm_job_kwargs(
     if log_directory is not None:
         kwargs["log_directory"] = str(log_directory)
     minutes = time_minutes or _minutes(config("jobqueue.slurm.walltime"))
-    if minutes and minutes >= 5:
-        # retire a worker before SLURM kills it; its run goes to another worker
-        margin, stagger = max(2.0, minutes * 0.1), minutes * 0.04
-        extra = list(config("jobqueue.slurm.worker-extra-args") or ())
-        extra += ["--lifetime", f"{minutes - margin:.0f}m", "--lifetime-stagger", f"{stagger:.0f}m"]
-        kwargs["worker_extra_args"] = extra
+    # the worker takes no run it cannot finish before the job's end (backends/lifetime.py)
+    prologue = list(config("jobqueue.slurm.job-script-prologue") or ())
+    kwargs["job_script_prologue"] = [*prologue, *job_end_lines(minutes)]
     return kwargs
+
+
+def job_end_lines(minutes: float | None) -> list[str]:
+    """Job-script lines that export when SLURM ends the job (``DUCTAFLOW_JOB_END``).
+
+    SLURM's own end time (``squeue -o %e``) when it gives one, else the script's start plus
+    ``minutes``; nothing when neither is known (the worker then never drains).
+    """
+    end = JOB_END_ENV
+    lines = [
+        f"unset {end}",
+        '_df_end=$(squeue -h -j "${SLURM_JOB_ID:-none}" -o %e 2>/dev/null || true)',
+        f'if [[ $_df_end == *T* ]]; then {end}=$(date -d "$_df_end" +%s 2>/dev/null); fi',
+    ]
+    if minutes:
+        lines.append(f"{end}=${{{end}:-$(( $(date +%s) + {round(minutes * 60)} ))}}")
+    lines.append(f'if [ -n "${{{end}:-}}" ]; then export {end}; fi; unset _df_end')
+    return lines
 
 
 def _minutes(walltime: str | None) -> float | None:

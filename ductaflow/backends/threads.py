@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from ..spec import Outcome, RunSpec
@@ -29,11 +29,11 @@ class ThreadsBackend(Backend):
         self.stop_event = threading.Event()
         self._outcomes: Generator[Outcome, None, None] | None = None
 
-    def run(self, specs: Sequence[RunSpec], task: Task) -> Iterator[Outcome]:
+    def run(self, specs: Iterable[RunSpec], task: Task) -> Iterator[Outcome]:
         self._outcomes = self._run(specs, task)
         return self._outcomes
 
-    def _run(self, specs: Sequence[RunSpec], task: Task) -> Generator[Outcome, None, None]:
+    def _run(self, specs: Iterable[RunSpec], task: Task) -> Generator[Outcome, None, None]:
         assert self.stop_event is not None
         todo = iter(specs)
         running: set[Future[Outcome]] = set()

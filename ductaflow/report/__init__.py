@@ -51,7 +51,7 @@ from .data import (
     relative_href,
     report_data,
 )
-from .fmt import STATUS_COLORS, STATUS_ORDER
+from .fmt import STATUS_COLORS, STATUS_ORDER, WARNED
 from .html import render_html
 from .notebooks import html_is_fresh, refresh_notebooks
 from .series import (
@@ -201,6 +201,17 @@ def _with_html(run_dir: str, detail: RunDetail, rendered: set[str]) -> RunDetail
     return replace(detail, flows=flows)
 
 
+def _shown_warned(frame: Any) -> Any:
+    """``frame`` with the status of each ``ok`` run that has warnings shown as ``warned``."""
+    if "warnings" not in frame.columns:
+        return frame
+    warned = ((frame["status"] == OK) & (frame["warnings"].fillna(0) > 0)).fillna(False)
+    if not warned.any():
+        return frame
+    status = frame["status"].astype("object").where(~warned, WARNED)
+    return frame.assign(status=status.astype(frame["status"].dtype))
+
+
 def write_report(
     runs_root: str | Path = "runs",
     sweep: str | None = None,
@@ -231,6 +242,7 @@ def write_report(
             )
     if frame.empty:
         raise InputError(f"{root}: no runs yet; run a sweep first")
+    frame = _shown_warned(frame)
     if output is None:
         output = root / sweep / REPORT_FILE if sweep is not None else root / REPORT_FILE
     output = Path(output).absolute()
@@ -239,7 +251,7 @@ def write_report(
     details = _large_details(frame) if large else load_details(frame["run_dir"])
     only_bad = render_notebooks == "failed"
     bad = {d for d, state in zip(frame["run_dir"], frame["status"], strict=True)
-           if state != OK} if only_bad else set()  # fmt: skip
+           if state not in (OK, WARNED)} if only_bad else set()  # fmt: skip
     rendered: set[str] = set()  # notebooks with an up-to-date HTML beside them
     stale: list[Path] = []
     for run_dir, detail in details.items():

@@ -11,7 +11,7 @@ import os
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from ..process import strip_ansi
 from ..rundir import CONFIG_FILE
 from ..spec import ERROR_ANCHOR, NOT_RUN, OK, RUNNING
 from .fmt import (
+    GOOD,
     as_text,
     fmt_num,
     fmt_seconds,
@@ -30,6 +31,7 @@ from .fmt import (
     ordered_counts,
     status_rank,
 )
+from .history import TrialHistory, trial_histories
 from .series import (
     FlowTiming,
     Histogram,
@@ -107,7 +109,7 @@ class Header:
 
     @property
     def n_bad(self) -> int:
-        return sum(n for s, n in self.counts if s not in (OK, RUNNING))
+        return sum(n for s, n in self.counts if s not in GOOD)
 
     @property
     def wall_s(self) -> float | None:
@@ -151,6 +153,10 @@ class Row:
     run_dir: Link
     #: Where the error is: the failing notebook, at its failing cell when it has the marker.
     error_href: str | None = None
+    #: The best trial of an optimize sweep.
+    best: bool = False
+    #: How many attempts the run took (more than one: a worker was lost, or ``--retries``).
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,8 @@ class ReportData:
     rows: tuple[Row, ...]
     #: Links to files beside the report (``index.csv``).
     index_href: str | None = None
+    #: Optimize sweeps' trials: each value and the best so far (``history``).
+    histories: tuple[TrialHistory, ...] = ()
 
 
 def cell_value(value: Any, *, result: bool = False) -> Value:
@@ -201,7 +209,7 @@ def flows_from_columns(record: Mapping[str, Any], flow_columns: list[str]) -> Ru
     flows = []
     for i, name in enumerate(names):
         last = i == len(names) - 1
-        bad = last and status not in (OK, RUNNING)
+        bad = last and status not in GOOD
         flows.append(
             FlowInfo(name, f"{name}_executed.ipynb", status if bad else OK, error_anchor=bad)
         )
@@ -291,6 +299,7 @@ def _row(
         config=Link(CONFIG_FILE, f"{run_href}/{CONFIG_FILE}"),
         run_dir=Link(run_dir.name, f"{run_href}/"),
         error_href=error_href,
+        attempts=int(attempts) if is_number(attempts := record.get("attempts")) else 1,
     )
 
 
@@ -332,11 +341,15 @@ def report_data(
         for c in grouping
     )
     table_params = varied or param_cols
+    histories = trial_histories(frame)
+    best_runs = {(h.sweep, h.best_run) for h in histories}
     table_rows = []
     for record, status in zip(records, statuses, strict=bool(records)):
         run_dir = str(Path(as_text(record.get("run_dir"))))
         detail = details.get(run_dir) or flows_from_columns(record, flow_cols)
         row = _row(record, status, detail, table_params, result_cols, base_dir, ERROR_ANCHOR)
+        if (row.sweep, row.run) in best_runs:
+            row = replace(row, best=True)
         table_rows.append(row)
     table_rows.sort(key=lambda r: (status_rank(r.status), r.sweep, r.run))
     durations = [
@@ -353,6 +366,7 @@ def report_data(
         param_columns=tuple(c.removeprefix("param.") for c in table_params),
         result_columns=tuple(c.removeprefix("result.") for c in result_cols),
         rows=tuple(table_rows),
+        histories=histories,
     )
 
 

@@ -15,9 +15,11 @@ from ..spec import DIED, FAILED, INTERRUPTED, OK, RUNNING, TIMEOUT
 
 __all__ = [
     "DASH",
+    "GOOD",
     "OTHER_COLOR",
     "STATUS_COLORS",
     "STATUS_ORDER",
+    "WARNED",
     "as_text",
     "clip",
     "color_var",
@@ -35,13 +37,20 @@ __all__ = [
     "tick_label",
 ]
 
+#: How the report shows a run that ended ``ok`` with warnings (its index row: ``ok``, and a
+#: ``warnings`` count above 0): a status of its own, between the failures and ``ok``.
+WARNED = "warned"
 #: The order of statuses in counts, charts and the table: failures first.
-STATUS_ORDER = (FAILED, TIMEOUT, DIED, INTERRUPTED, RUNNING, OK)
-#: One colour per status, from the Okabe-Ito palette (told apart with colour-blindness too).
+STATUS_ORDER = (FAILED, TIMEOUT, DIED, INTERRUPTED, RUNNING, WARNED, OK)
+#: Statuses that are not a failure.
+GOOD = (OK, WARNED, RUNNING)
+#: One colour per status, from the Okabe-Ito palette (told apart with colour-blindness too);
+#: ok with warnings orange, between green and red; timeout Tol's wine.
 STATUS_COLORS = {
     OK: "#009E73",
+    WARNED: "#E69F00",
     FAILED: "#D55E00",
-    TIMEOUT: "#E69F00",
+    TIMEOUT: "#882255",
     DIED: "#CC79A7",
     INTERRUPTED: "#8C8C8C",
     RUNNING: "#0072B2",

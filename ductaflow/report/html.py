@@ -12,9 +12,9 @@ import functools
 from datetime import datetime
 from typing import Any
 
-from ..spec import OK, RUNNING
 from .data import ReportData
-from .fmt import OTHER_COLOR, STATUS_COLORS, color_var, fmt_seconds, status_rank
+from .fmt import GOOD, OTHER_COLOR, STATUS_COLORS, color_var, fmt_seconds, status_rank
+from .history import svg_history
 from .series import MAX_POINTS, ResultSeries
 from .svg import svg_durations, svg_flow_timings, svg_result, svg_status
 from .table import RunTable
@@ -64,6 +64,7 @@ def _charts(data: ReportData) -> dict[str, Any]:
         by_result.setdefault(series.result, []).append(series)
     return {
         "durations": svg_durations(data.durations),
+        "history": [(h, svg) for h in data.histories if (svg := svg_history(h))],
         "flows": svg_flow_timings(data.flow_timings),
         "status": [(chart.param, svg_status(chart)) for chart in data.status_by_param],
         "results": [
@@ -105,7 +106,7 @@ def render_html(data: ReportData, table: RunTable | None = None) -> str:
             multi=len(data.header.sweeps) > 1,
             errors=any(row.error for row in data.rows),
             present=[s for s, _ in data.header.counts],
-            good=(OK, RUNNING),
+            good=GOOD,
             status_css=_status_css(),
             version=__version__,
             when=_when,

@@ -14,8 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..spec import OK, RUNNING
-from .fmt import DASH, as_text, fmt_num, is_missing, is_number, nice_step, ordered_counts
+from .fmt import DASH, GOOD, as_text, fmt_num, is_missing, is_number, nice_step, ordered_counts
 
 __all__ = [
     "MAX_CATEGORIES",
@@ -285,7 +284,7 @@ def _sample(rows: list[int], statuses: list[str], cap: int = MAX_POINTS) -> list
     """At most ``cap`` of ``rows``: failures first (up to half of them), then an even sample."""
     if len(rows) <= cap:
         return rows
-    bad = [i for i in rows if statuses[i] not in (OK, RUNNING)][: cap // 2]
-    good = [i for i in rows if statuses[i] in (OK, RUNNING)]
+    bad = [i for i in rows if statuses[i] not in GOOD][: cap // 2]
+    good = [i for i in rows if statuses[i] in GOOD]
     step = len(good) / (cap - len(bad))
     return sorted(bad + [good[int(k * step)] for k in range(cap - len(bad))])

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..rundir import CONFIG_FILE
-from ..spec import ERROR_ANCHOR, OK, RUNNING
+from ..spec import ERROR_ANCHOR
 from .data import (
     ReportData,
     RunDetail,
@@ -28,7 +28,7 @@ from .data import (
     relative_href,
     traceback_tail,
 )
-from .fmt import STATUS_COLORS, STATUS_ORDER, as_text, is_missing, status_rank
+from .fmt import GOOD, STATUS_COLORS, STATUS_ORDER, as_text, is_missing, status_rank
 
 __all__ = ["PAGE_ROWS", "TABLE_ROWS_MAX", "RunTable", "run_table"]
 
@@ -145,9 +145,12 @@ def run_table(
             record = records[i] if records is not None else frame.iloc[i].to_dict()
             detail = flows_from_columns(record, flow_cols)
         link_codes.add(detail.flows, lambda f=detail.flows: _links(f))
-        bad = status not in (OK, RUNNING)
+        bad = status not in GOOD
         tb = detail.traceback if bad else None
         tb_codes.add(tb or "", lambda tb=tb: traceback_tail(tb))
+    attempts = frame["attempts"].tolist() if "attempts" in frame else []
+    # rows of runs that took more than one attempt: how many (few, so by row)
+    retried = {i: int(n) for i, n in enumerate(attempts) if not is_missing(n) and int(n) > 1}
     for error in frame["error"].tolist() if "error" in frame else [None] * len(frame):
         error_codes.add(as_text(error))
     durations = [
@@ -174,6 +177,7 @@ def run_table(
         "parents": parent_codes.values,
         "parent": parent_codes.packed(),
         "names": names,
+        "retried": retried,
         "columns": columns,
         "duration": durations,
         "links": link_codes.values,

@@ -68,7 +68,7 @@ def test_a_grid_over_reserved_names_keeps_config_whole(tmp_path: Path) -> None:
         assert set(out["config"]) == {"config", "__builtins__"}
         assert out["builtins"] in ("module", "dict")
         status = read_json(run_dir / "status.json")
-        assert any("'config'" in w for w in status["warnings"]), status["warnings"]
+        assert any("'config'" in w["message"] for w in status["warnings"]), status["warnings"]
 
 
 @pytest.mark.parametrize("item", ["config=x", "__builtins__=x", "_oh=1"])

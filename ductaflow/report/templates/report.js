@@ -3,6 +3,30 @@
   var table = document.querySelector("table.runs");
   if (!table) return;
   table.classList.add("sortable");
+  var statuses = [];  // a status filter: the statuses present, in the table's order
+  table.querySelectorAll("tbody tr").forEach(function (r) {
+    var s = r.getAttribute("data-status");
+    if (s && statuses.indexOf(s) < 0) statuses.push(s);
+  });
+  if (statuses.length > 1) {
+    var select = document.createElement("select");
+    select.id = "status-filter";
+    select.setAttribute("aria-label", "status");
+    ["every status"].concat(statuses).forEach(function (s, k) {
+      var o = document.createElement("option");
+      o.value = k ? s : ""; o.textContent = s;
+      select.appendChild(o);
+    });
+    select.addEventListener("change", function () {
+      table.querySelectorAll("tbody tr").forEach(function (r) {
+        r.hidden = !!select.value && r.getAttribute("data-status") !== select.value;
+      });
+    });
+    var controls = document.createElement("div");
+    controls.className = "controls";
+    controls.appendChild(select);
+    table.parentNode.parentNode.insertBefore(controls, table.parentNode);
+  }
   function key(row, i) {
     var cell = row.cells[i];
     var s = cell.getAttribute("data-sort");

@@ -6,7 +6,7 @@
   if (!source) return;
   var D = JSON.parse(source.textContent);
   var box = document.getElementById("runs-table");
-  var GOOD = {ok: true, running: true};
+  var GOOD = {ok: true, warned: true, running: true};
   var LOOKUP = {};
   for (var a = 0; a < D.alphabet.length; a++) LOOKUP[D.alphabet.charCodeAt(a)] = a;
   function unpack(codes) {  // one character a row (few values), or already a list
@@ -131,7 +131,7 @@
     }
     view = order.filter(function (i) {
       var s = status(i);
-      if (want === "!ok" ? s === "ok" : want && s !== want) return false;
+      if (want === "!ok" ? GOOD[s] && s !== "running" : want && s !== want) return false;
       if (!query) return true;
       if (key) return key.text(i).toLowerCase() === value;
       if (D.run[i].toLowerCase().indexOf(query) >= 0) return true;
@@ -165,6 +165,11 @@
       if (!GOOD[s]) tr.className = "bad";
       var td = tr.insertCell();
       td.appendChild(el("span", {"class": "badge", style: "--c:" + (D.colors[s] || "#4D4D4D")}, s));
+      if (D.retried[i]) {
+        td.appendChild(document.createTextNode(" "));
+        td.appendChild(el("span", {"class": "attempts", title: D.retried[i] +
+          " attempts: see attempt_log in status.json"}, "\u00d7" + D.retried[i]));
+      }
       td = tr.insertCell(); td.className = "run";
       td.appendChild(el("a", {href: d + "/", title: "run directory"}, D.run[i]));
       if (D.sweep.length) tr.insertCell().textContent = D.sweeps[D.sweep[i]];

@@ -1,0 +1,5 @@
+# %% [markdown]
+# The second flow of a two-flow run: leaves b.txt behind when it runs.
+
+# %%
+open("b.txt", "w").write("b ran")
