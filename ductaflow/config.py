@@ -17,7 +17,7 @@ import json
 import keyword
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from .errors import ConfigError
 
 __all__ = [
     "RESERVED_NAMES",
+    "Overlay",
     "canonical_json",
     "check_key",
     "check_value",
@@ -246,6 +247,119 @@ def config_hash(config: Mapping[str, Any]) -> str:
     except (UnicodeEncodeError, ValueError):
         check_value(config, where="config")
         raise
+
+
+class Overlay:
+    """Many configs that are one base with the same dotted keys set: built and hashed at speed.
+
+    ``apply(values)`` is the config that ``set_dotted`` of each key in turn gives (same dicts,
+    same key order), with each dict along the keys' paths copied once, not once per key.
+    ``hash(config, texts)`` is ``config_hash(config)`` of such a config, given each value's
+    ``canonical_json`` (``texts``, in the keys' order): the config's canonical JSON is a
+    template of the base with the texts put in, so expanding 100,000 runs formats text instead
+    of encoding 100,000 configs (the texts of a grid's values are made once per value).
+
+    Only for keys of which none is another's prefix (``Overlay.of`` gives None otherwise): then
+    the keys' order cannot change the config's shape. The template is checked against
+    ``canonical_json`` on its first config; any doubt falls back to ``config_hash``.
+    """
+
+    _SLOT = "\x00ductaflow-slot-{}\x00"
+    _SLOT_JSON = re.compile(r'"\\u0000ductaflow-slot-(\d+)\\u0000"')
+
+    def __init__(self, base: Mapping[str, Any], keys: tuple[str, ...]) -> None:
+        self.base = base
+        self.keys = keys
+        #: the dicts to copy and the values to set: ``(part, value index, None, None)`` or
+        #: ``(part, None, base dict there, its own steps)``, parts in the order keys reach them
+        self._steps = _overlay_steps(base, [(i, k.split(".")) for i, k in enumerate(keys)])
+        #: the canonical JSON as a ``str.format`` template of the texts ({0}: the first key's)
+        self._template: str | None = None
+        self._made = self._verified = False
+
+    @classmethod
+    def of(cls, base: Mapping[str, Any], keys: Iterable[str]) -> Overlay | None:
+        """An overlay of these keys on ``base``, or None: a key is another's prefix, or a
+        dict's place along a key's path holds something else (``set_dotted`` says what)."""
+        keys = tuple(keys)
+        if len(set(keys)) != len(keys):
+            return None
+        for key in keys:
+            if any(other.startswith(key + ".") for other in keys):
+                return None
+            node: Any = dict(base)
+            for part in key.split(".")[:-1]:
+                node = node.get(part, {}) if isinstance(node, dict) else None
+                if not isinstance(node, dict):
+                    return None
+        return cls(base, keys)
+
+    def apply(self, values: Sequence[Any]) -> dict[str, Any]:
+        """The base with each key set to its value, as ``set_dotted`` in turn makes it."""
+        return _overlay(self.base, self._steps, values)
+
+    def _make_template(self) -> str | None:
+        slots = [self._SLOT.format(i) for i in range(len(self.keys))]
+        try:
+            text = canonical_json(self.apply(slots))
+        except (TypeError, ValueError):
+            return None
+        pieces = self._SLOT_JSON.split(text)
+        order = pieces[1::2]
+        if sorted(map(int, order)) != list(range(len(self.keys))):
+            return None  # a slot's text is in the base too, or went missing: no template
+        out = [pieces[0].replace("{", "{{").replace("}", "}}")]
+        for i, piece in zip(order, pieces[2::2], strict=True):
+            out.append(f"{{{i}}}" + piece.replace("{", "{{").replace("}", "}}"))
+        return "".join(out)
+
+    def hash(self, config: Mapping[str, Any], texts: Sequence[str | None]) -> str:
+        """``config_hash(config)``, where ``config`` is ``apply(values)`` and ``texts`` the
+        ``canonical_json`` of each value (None for one that has none: then ``config_hash``)."""
+        if not self._made:
+            self._made = True
+            self._template = self._make_template()
+        template = self._template
+        if template is None or None in texts:
+            return config_hash(config)
+        try:
+            data = template.format(*texts).encode("utf-8")
+        except UnicodeEncodeError:  # config_hash says where
+            return config_hash(config)
+        if not self._verified:  # once: the template gives canonical_json's very text
+            self._verified = True
+            if data != canonical_json(config).encode("utf-8"):
+                self._template = None
+                return config_hash(config)
+        return hashlib.sha256(data).hexdigest()
+
+
+_Steps = list[tuple[str, "int | None", "Mapping[str, Any] | None", "_Steps | None"]]
+
+
+def _overlay_steps(base: Mapping[str, Any], paths: list[tuple[int, list[str]]]) -> _Steps:
+    """How ``Overlay.apply`` builds a config: ``paths`` are ``(value index, key parts)``."""
+    order: dict[str, list[tuple[int, list[str]]]] = {}
+    for i, path in paths:
+        order.setdefault(path[0], []).append((i, path[1:]))
+    steps: _Steps = []
+    for part, subs in order.items():
+        if len(subs) == 1 and not subs[0][1]:
+            steps.append((part, subs[0][0], None, None))
+        else:
+            child = base.get(part, {})
+            steps.append((part, None, child, _overlay_steps(child, subs)))
+    return steps
+
+
+def _overlay(base: Mapping[str, Any], steps: _Steps, values: Sequence[Any]) -> dict[str, Any]:
+    node = dict(base)
+    for part, i, child, inner in steps:
+        if inner is None:
+            node[part] = values[i]  # type: ignore[index]
+        else:
+            node[part] = _overlay(child, inner, values)  # type: ignore[arg-type]
+    return node
 
 
 def is_variable_name(key: str) -> bool:

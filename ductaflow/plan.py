@@ -9,7 +9,7 @@ from typing import Any
 
 from .config import gc_paused
 from .lifecycle import classify, recover_unfinished
-from .rundir import read_status
+from .rundir import read_status, read_statuses
 from .spec import RUNNING, PlanState, RunSpec
 
 __all__ = ["ONLY_CHOICES", "Plan", "PlannedRun", "plan_runs", "recover_abandoned"]
@@ -51,11 +51,12 @@ def plan_runs(
     bad = set(wanted) - set(ONLY_CHOICES)
     if bad:
         raise ValueError(f"--only {sorted(bad)[0]!r}: choose from {', '.join(ONLY_CHOICES)}")
-    runs = []
     with gc_paused():
-        for spec in specs:
-            status = read_status(spec.run_dir)
-            runs.append(PlannedRun(spec, classify(spec, status), status))
+        statuses = read_statuses([spec.run_dir for spec in specs])
+        runs = [
+            PlannedRun(spec, classify(spec, status), status)
+            for spec, status in zip(specs, statuses, strict=True)
+        ]
     to_run = tuple(
         r.spec for r in runs if r.state == PlanState.RUNNING or force or r.state in wanted
     )

@@ -20,7 +20,7 @@ import platform
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ __all__ = [
     "move_aside",
     "provenance",
     "read_status",
+    "read_statuses",
     "storage_error",
     "write_json",
     "write_status",
@@ -164,11 +165,45 @@ def write_status(result: RunResult, extra: dict[str, Any] | None = None) -> None
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:
     """The run's ``status.json`` as a dict, or None when it is missing or unreadable."""
+    return _read_status_at(os.path.join(run_dir, STATUS_FILE))
+
+
+def read_statuses(run_dirs: Iterable[Path]) -> list[dict[str, Any] | None]:
+    """``read_status`` of many run directories, in their order, at the cost of the ones that
+    exist: each parent folder is listed once (``os.scandir``) and only the ``status.json`` of a
+    directory in it is opened (planning 100,000 runs of which half are new opened 100,000
+    files, and failed on half of them)."""
+    listed: dict[str, set[str]] = {}
+    out: list[dict[str, Any] | None] = []
+    for run_dir in run_dirs:
+        path = str(run_dir)
+        parent, _, name = path.rpartition(os.sep)
+        parent = parent or os.curdir
+        names = listed.get(parent)
+        if names is None:
+            try:
+                with os.scandir(parent) as entries:
+                    names = listed[parent] = {e.name for e in entries}
+            except OSError:  # no sweep folder yet (or not one to list): nothing in it
+                names = listed[parent] = set()
+        out.append(_read_status_at(os.path.join(path, STATUS_FILE)) if name in names else None)
+    return out
+
+
+def _read_status_at(path: str) -> dict[str, Any] | None:
     try:
-        with open(run_dir / STATUS_FILE, encoding="utf-8") as fh:
-            data = json.load(fh)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:  # unbuffered: a status file is read whole, most often in one read
+        chunks = [os.read(fd, 65536)]
+        while len(chunks[-1]) == 65536:
+            chunks.append(os.read(fd, 65536))
+        data = json.loads(b"".join(chunks).decode("utf-8"))
     except (OSError, ValueError):
         return None
+    finally:
+        os.close(fd)
     return data if isinstance(data, dict) else None
 
 

@@ -16,13 +16,15 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .checks import check_runs
 from .config import (
+    Overlay,
+    canonical_json,
     check_key,
     config_hash,
     gc_paused,
@@ -65,8 +67,14 @@ _MISSING = object()
 
 def sanitize_name(text: str, limit: int = NAME_MAX) -> str:
     """A directory name from any text: a safe character set, no leading dot or dash, capped."""
-    name = _UNSAFE.sub("_", text).strip("_")
-    name = re.sub(r"^[.-]+", "_", name)
+    return _finish_name(_UNSAFE.sub("_", text), limit)
+
+
+def _finish_name(name: str, limit: int) -> str:
+    """``sanitize_name`` of a text already in the safe character set."""
+    name = name.strip("_")
+    if name[:1] in (".", "-"):
+        name = re.sub(r"^[.-]+", "_", name)
     return name[:limit] or "_"
 
 
@@ -78,6 +86,45 @@ def _fmt(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)  # what JSON shows too, for finite numbers
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class _Cell(NamedTuple):
+    """One key's value in a run's overrides, with what expanding needs of it, made once per
+    value of a block: its ``canonical_json`` (None if it has none) and its part of the
+    default run name, already safe (``_UNSAFE`` replaced; None for a key that names nothing).
+    The ``_`` that joins parts is safe, so parts made safe one by one join to
+    ``sanitize_name`` of their join."""
+
+    key: str
+    value: Any
+    text: str | None
+    part: str | None
+
+
+def _cell(key: str, value: Any, named: bool) -> _Cell:
+    try:
+        text: str | None = canonical_json(value)
+    except (TypeError, ValueError):  # config_hash raises for it, where it is hashed
+        text = None
+    part = _UNSAFE.sub("_", f"{key}={_fmt(value)}") if named else None
+    return _Cell(key, value, text, part)
+
+
+class _Shape(NamedTuple):
+    """What runs with the same override keys share: how their configs are built and hashed
+    (``overlay``: None when a key is another's prefix), and where each varied key's name part
+    is among their cells (None: a varied key is not overridden, so ``_name`` names them)."""
+
+    overlay: Overlay | None
+    name_slots: tuple[int, ...] | None
+
+    @classmethod
+    def of(cls, base: Mapping[str, Any], keys: tuple[str, ...], varied: Sequence[str]) -> _Shape:
+        overlay = Overlay.of(base, keys)
+        slots = None
+        if overlay is not None and all(k in keys for k in varied):
+            slots = tuple(keys.index(k) for k in varied)
+        return cls(overlay, slots)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -343,22 +390,38 @@ class Sweep:
         searched = self.optimize.keys if self.optimize else ()
         return tuple(sorted({*self.grid, *self.zip, *columns, *sampled, *searched}))
 
-    def _overrides(self) -> Iterable[tuple[dict[str, Any], str | None, int | None]]:
-        """Each run's overrides of the base, its given name, and its sample point's number."""
-        grid_keys = list(self.grid)
-        zip_keys = list(self.zip)
-        zip_rows = list(zip(*self.zip.values(), strict=True)) if self.zip else [()]
-        table = self.table if self.table is not None else ({},)
-        points = list(enumerate(self.sample.points())) if self.sample else [(None, {})]
-        for values in itertools.product(*self.grid.values()):
-            grid_part = dict(zip(grid_keys, values, strict=True))
-            for zip_row in zip_rows:
-                zip_part = dict(zip(zip_keys, zip_row, strict=True))
-                for row in table:
-                    name = row.get(RUN_NAME_COLUMN)
-                    cells = {k: v for k, v in row.items() if k != RUN_NAME_COLUMN}
-                    for number, point in points:
-                        yield {**grid_part, **zip_part, **cells, **point}, name, number
+    def _overrides(
+        self, varied: Sequence[str]
+    ) -> Iterator[tuple[tuple[_Cell, ...], str | None, int | None]]:
+        """Each run's overrides of the base as cells, its given name, and its sample point's
+        number. A cell is made once per value of a block (see ``_Cell``)."""
+
+        def cells(items: Iterable[tuple[str, Any]]) -> tuple[_Cell, ...]:
+            return tuple(_cell(key, value, key in named) for key, value in items)
+
+        named = set(varied)
+        axes = [[_cell(key, v, key in named) for v in values] for key, values in self.grid.items()]
+        zip_rows = [
+            cells(zip(self.zip, row, strict=True)) for row in zip(*self.zip.values(), strict=True)
+        ]
+        table = [
+            (
+                row.get(RUN_NAME_COLUMN),
+                cells((k, v) for k, v in row.items() if k != RUN_NAME_COLUMN),
+            )
+            for row in (self.table if self.table is not None else ({},))
+        ]
+        points = (
+            [(n, cells(p.items())) for n, p in enumerate(self.sample.points())]
+            if self.sample
+            else [(None, ())]
+        )
+        for grid_cells in itertools.product(*axes):
+            for zip_cells in zip_rows or [()]:
+                head = grid_cells + zip_cells
+                for name, row_cells in table:
+                    for number, point_cells in points:
+                        yield head + row_cells + point_cells, name, number
 
     def _excluded(self, config: Mapping[str, Any]) -> bool:
         return any(
@@ -468,21 +531,42 @@ class Sweep:
     def _expand(self, runs_root: str | Path, inspect: bool = True) -> list[RunSpec]:
         flows = self.flow_refs(inspect)
         sweep_dir = Path(runs_root).absolute() / self.name
+        # a child path without parsing its name again (a third of a run's expansion); the name
+        # is one safe path part (``sanitize_name``)
+        child = getattr(sweep_dir, "_make_child_relpath", sweep_dir.joinpath)
         specs: list[RunSpec] = []
         names: dict[str, int] = {}
         # sampled values are long floats: the point's number names them instead
         varied = [k for k in self.varied_keys if not self.sample or k not in self.sample.keys]
-        for overrides, given, number in self._overrides():
-            config: Mapping[str, Any] = self.base
+        shapes: dict[tuple[str, ...], _Shape] = {}
+        for cells, given, number in self._overrides(varied):
+            keys = tuple([c.key for c in cells])
+            shape = shapes.get(keys)
+            if shape is None:
+                shape = shapes[keys] = _Shape.of(self.base, keys, varied)
+            values = [c.value for c in cells]
             try:
-                for key, value in overrides.items():
-                    config = set_dotted(config, key, value)
+                if shape.overlay is not None:
+                    config: Mapping[str, Any] = shape.overlay.apply(values)
+                else:
+                    config = self.base
+                    for key, value in zip(keys, values, strict=True):
+                        config = set_dotted(config, key, value)
             except InputError as exc:
                 raise SweepSpecError(f"{self._where('base')}: {exc}") from None
-            if self._excluded(config):
+            if self.exclude and self._excluded(config):
                 continue
-            digest = config_hash(config)
-            name = self._name(config, digest, given, varied, number)
+            if shape.overlay is not None:
+                digest = shape.overlay.hash(config, [c.text for c in cells])
+            else:
+                digest = config_hash(config)
+            if given or self.run_name or shape.name_slots is None:
+                name = self._name(config, digest, given, varied, number)
+            else:  # the default name from the cells' parts (``_name`` gives the same)
+                parts = [] if number is None else [f"sample={number:04d}"]
+                parts += [cells[i].part for i in shape.name_slots]  # type: ignore[misc]
+                readable = _finish_name("_".join(parts), NAME_MAX - 9) if parts else ""
+                name = f"{readable}-{digest[:8]}" if readable else digest[:8]
             if name in names:
                 first = specs[names[name]]
                 what = "the same config" if first.config_hash == digest else "two configs"
@@ -494,7 +578,7 @@ class Sweep:
             names[name] = len(specs)
             specs.append(
                 RunSpec(
-                    run_dir=sweep_dir / name,
+                    run_dir=child(name),
                     config=config,
                     flows=flows,
                     sweep=self.name,

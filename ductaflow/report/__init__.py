@@ -153,6 +153,45 @@ def load_details(run_dirs: Iterable[str | Path]) -> dict[str, RunDetail]:
     return details
 
 
+def _large_details(frame: Any) -> dict[str, RunDetail]:
+    """``load_details`` of a large report's runs, reading ``status.json`` only where the index
+    cannot stand for it: the runs that are not ok (their tracebacks, failing cells and flows that
+    did not run). An ok run's flows are its sweep's, in the order one ok run of that sweep
+    recorded them, when the index lists the same flows for it (else its ``status.json`` is
+    read); an ok flow's notebook was saved. At 100,000 runs this reads 5,000 files, not 100,000.
+    """
+    flow_cols = [c for c in frame.columns if c.startswith("flow.") and c.endswith(".duration_s")]
+    names = [c[len("flow.") : -len(".duration_s")] for c in flow_cols]
+    has = frame[flow_cols].notna().to_numpy() if flow_cols else None
+    statuses = frame["status"].tolist()
+    sweeps = frame["sweep"].tolist()
+    read: list[str] = []
+    templates: dict[Any, RunDetail | None] = {}  # (sweep, flows in the index) -> an ok run's
+    pending: list[tuple[str, Any]] = []
+    for i, run_dir in enumerate(frame["run_dir"].tolist()):
+        if statuses[i] != OK:
+            read.append(run_dir)
+            continue
+        key = (sweeps[i], frozenset(n for n, h in zip(names, has[i], strict=True) if h)
+               if has is not None else frozenset())  # fmt: skip
+        if key not in templates:
+            templates[key] = load_details([run_dir]).get(os.path.normpath(run_dir))
+            if templates[key] is not None and (
+                {f.name for f in templates[key].flows} != key[1]  # type: ignore[union-attr]
+                or any(f.status != OK for f in templates[key].flows)  # type: ignore[union-attr]
+            ):
+                templates[key] = None  # the index and status.json disagree: read each
+        pending.append((run_dir, key))
+    details = load_details(read)
+    for run_dir, key in pending:
+        template = templates[key]
+        if template is None:
+            details.update(load_details([run_dir]))
+        else:
+            details[os.path.normpath(run_dir)] = template
+    return details
+
+
 def _with_html(run_dir: str, detail: RunDetail, rendered: set[str]) -> RunDetail:
     """The detail with each flow linking its HTML when that is rendered, else its notebook."""
     html = [os.path.join(run_dir, f.notebook) in rendered for f in detail.flows]
@@ -208,7 +247,8 @@ def write_report(
         output = root / sweep / REPORT_FILE if sweep is not None else root / REPORT_FILE
     output = Path(output).absolute()
     frame = frame.assign(run_dir=[_locate(str(root), str(d)) for d in frame["run_dir"]])
-    details = load_details(frame["run_dir"])
+    large = len(frame) > TABLE_ROWS_MAX
+    details = _large_details(frame) if large else load_details(frame["run_dir"])
     only_bad = render_notebooks == "failed"
     bad = {d for d, state in zip(frame["run_dir"], frame["status"], strict=True)
            if state not in (OK, WARNED)} if only_bad else set()  # fmt: skip
@@ -227,7 +267,6 @@ def write_report(
     details = {
         run_dir: _with_html(run_dir, detail, rendered) for run_dir, detail in details.items()
     }
-    large = len(frame) > TABLE_ROWS_MAX
     data = report_data(frame, details=details, base=output.parent, title=sweep, rows=not large)
     data = replace(data, index_href=relative_href(root / "index.csv", output.parent))
     table = run_table(frame, data, details, output.parent) if large else None
