@@ -218,7 +218,8 @@ def test_sigkill_of_the_conductor_lets_the_runs_finish_and_then_the_jobs_end(
         proc.communicate()
     hold.unlink()
     # the workers lose their scheduler: each lets its run finish, then its job ends
-    wait_for(lambda: statuses() == ["ok"] * 2, 60, "the runs to finish")
+    # a deadline only: on a loaded machine the workers' own checks can take a while
+    wait_for(lambda: statuses() == ["ok"] * 2, 240, "the runs to finish")
     finished = time.monotonic()
     # each worker appended its run's row itself: the file is right before anything looks
     assert sorted(r["status"] for r in index_rows(root)) == ["ok", "ok"]
