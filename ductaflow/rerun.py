@@ -29,7 +29,7 @@ from .executor import SweepOptions, SweepReport, execute_runs
 from .index import INDEX_FILE, IndexFile, build_row, load_index
 from .lifecycle import UNFINISHED_ERROR
 from .process import now
-from .rundir import STATUS_FILE, is_claimed, read_status, write_json
+from .rundir import STATUS_FILE, attempt_entry, is_claimed, read_status, write_json
 from .spec import INTERRUPTED, OK, RUNNING, FlowRef, Outcome, RunSpec
 
 __all__ = [
@@ -103,18 +103,6 @@ def rebuild_spec(run_dir: str | Path) -> Rerun:
     return Rerun(spec, status, tuple(changed))
 
 
-def _attempt_entry(status: Mapping[str, Any]) -> dict[str, Any]:
-    """One ``attempt_log`` entry: when, where and how one recorded attempt ended."""
-    return {
-        "started": status.get("started"),
-        "ended": status.get("finished"),
-        "host": status.get("host"),
-        "job_id": status.get("job_id"),
-        "status": status.get("status"),
-        "error": status.get("error"),
-    }
-
-
 def _attempts(status: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
     """The attempts a ``status.json`` records, the last one included, and how many it counts
     (a ductaflow that kept no ``attempt_log`` recorded only the last attempt, and counted the
@@ -122,7 +110,7 @@ def _attempts(status: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
     entries = status.get(ATTEMPT_LOG)
     log = [dict(e) for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
     if not log or log[-1].get("started") != status.get("started"):
-        log.append(_attempt_entry(status))
+        log.append(attempt_entry(dict(status)))
     if log[-1].get("status") == RUNNING:  # its process ended before it recorded the attempt
         log[-1].update(status=INTERRUPTED, error=UNFINISHED_ERROR)
     counted = status.get("attempts")
