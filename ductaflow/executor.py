@@ -258,7 +258,9 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
     finally:
         conductor.close()
         if feed is not None:
-            report.best = feed.best_line()
+            report.error = report.error or feed.error
+            with contextlib.suppress(Exception):  # a study that failed may not answer
+                report.best = feed.best_line()
         try:
             index.compact()
         except StorageError as exc:  # the appended rows stand; the error is reported once
