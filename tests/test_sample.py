@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from helpers import FLOWS, run_cli
+from helpers import FLOWS, REPO, run_cli
 
 from ductaflow.errors import SweepSpecError
 from ductaflow.sweep import Sweep
@@ -152,4 +155,22 @@ def test_the_cli_says_a_bad_block_in_one_line(tmp_path: Path) -> None:
     proc = run_cli("sweep", tmp_path / "b.json", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "'sample'.space: 'x'" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("method", ["sobol", "halton", "lhs"])
+def test_without_scipy_it_says_which_extra(method: str, tmp_path: Path) -> None:
+    spec = {"name": "s", "flows": [str(FLOWS / "work.py")],
+            "sample": {"n": 4, "method": method, "space": {"x": {"int": [0, 9]}}}}  # fmt: skip
+    (tmp_path / "s.json").write_text(json.dumps(spec))
+    code = (
+        "import sys; sys.modules['scipy'] = None\n"  # import scipy then raises ImportError
+        "from ductaflow.cli import main; raise SystemExit(main(sys.argv[1:]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, "sweep", "s.json"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert f'sample method {method!r} needs scipy: pip install "ductaflow[sample]"' in (proc.stderr)
     assert not (tmp_path / "runs").exists()
