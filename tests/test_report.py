@@ -678,7 +678,12 @@ frame.addEventListener("load", function () {
     text.value = "alpha=7"; text.dispatchEvent(new Event("input"));
     got.alpha7 = rows(); got.alpha7Where = where();
     out.textContent = JSON.stringify(got);
-  } catch (e) { out.textContent = "error: " + e + " " + e.stack; }
+  } catch (e) {  // what the table held then: a failure here says what the page drew
+    var trs = frame.contentDocument.querySelectorAll("#runs-table tbody tr");
+    out.textContent = "error: " + e + " " + e.stack + "\n" + trs.length + " rows; the first: " +
+      (trs.length ? trs[0].outerHTML : "none") + "\nwhere: " +
+      (frame.contentDocument.getElementById("where") || {}).textContent;
+  }
 });
 frame.src = "report.html";
 </script></body></html>
