@@ -326,28 +326,11 @@ def test_ctrl_c_stops_a_sequential_sweep_at_once(tmp_path: Path) -> None:
     assert len(started) == 1 and read_status(started[0])["status"] == "interrupted"
 
 
-CONDUCTOR_FLOW = """\
-# %% tags=["parameters"]
-flow = ""
-root = ""
-
-# %%
-from ductaflow import SweepOptions, run_sweep
-from ductaflow.sweep import Sweep
-
-for jobs in (1, 2):
-    sweep = Sweep(name=f"j{jobs}", flows=(flow,), grid={"x": [1, 2, 3]})
-    frame = run_sweep(sweep, SweepOptions(root, jobs, progress=False))
-    print(jobs, sorted(frame["status"]), sorted(frame["result.double"]))
-"""
-
-
 def test_a_notebook_can_conduct_sweeps(tmp_path: Path) -> None:
     """Sweeps launched from a kernel (a notebook as the conductor), whose thread already runs
     an event loop, at -j 1 (runs in that thread) and -j 2 (runs on threads)."""
-    (tmp_path / "conduct.py").write_text(CONDUCTOR_FLOW)
     proc = run_cli(
-        "run", "conduct.py", "--set", f"flow={FLOWS / 'work.py'}",
+        "run", FLOWS / "conduct.py", "--set", f"flow={FLOWS / 'work.py'}",
         "--set", f"root={tmp_path / 'inner'}", "--run-dir", "outer", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr

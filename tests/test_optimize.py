@@ -118,7 +118,7 @@ def test_ctrl_c_then_a_second_sweep_ends_at_exactly_trials(tmp_path: Path) -> No
     states = [t.state.name for t in study.get_trials()]
     assert "RUNNING" not in states and states.count("FAIL") == 2, states
     first = len(states)
-    assert not wait_no_kernels(tmp_path, seconds=15), "a kernel outlived Ctrl-C"
+    assert not wait_no_kernels(tmp_path), "a kernel outlived Ctrl-C"
 
     hold.unlink()
     again = run_cli("sweep", spec, "-j", "2", "--no-progress", "--no-report", cwd=tmp_path)

@@ -256,4 +256,4 @@ def test_ctrl_c_stops_a_rerun_and_records_the_attempt(tmp_path: Path) -> None:
     assert [e["status"] for e in status["attempt_log"]] == ["ok", "interrupted"]
     row = rows(tmp_path)[run_dir.name]
     assert row["status"] == "interrupted" and row["attempts"] == 2
-    assert not wait_no_kernels(tmp_path, seconds=15)
+    assert not wait_no_kernels(tmp_path)
