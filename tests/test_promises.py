@@ -1,6 +1,6 @@
 """README promises of ``ductaflow sweep`` and ``ductaflow report``, each proved through the CLI
 as a user would meet it. Waits are events (hold files, log lines, files appearing), polled with
-deadlines; nothing here measures speed. /work/notes/promises.md maps each promise to its test.
+deadlines; nothing here measures speed. tests/PROMISES.md maps each promise to its test.
 """
 
 from __future__ import annotations
