@@ -343,7 +343,9 @@ class Backend:
     JOBS = 2
 
     def args(self, *extra: str) -> tuple[str, ...]:
-        return ("-j", str(self.JOBS), "--no-progress", *self.flags, *extra)
+        """The sweep's flags on this backend (no report: its tests are elsewhere, and writing
+        one costs a conductor a second or two)."""
+        return ("-j", str(self.JOBS), "--no-progress", "--no-report", *self.flags, *extra)
 
     @property
     def environ(self) -> dict[str, str]:
