@@ -43,6 +43,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
         elif faults in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.slow)
+    # slow tests first: with two test processes (xdist hands out tests in this order), the
+    # suite ends on quick tests, not with one process idle while the other finishes a long one
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -75,18 +75,38 @@ def wait_for(
 def run_cli(
     *args: str | Path,
     cwd: Path,
-    timeout: float = 2 * DEADLINE,
+    timeout: float = DEADLINE,
     env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m ductaflow ARGS`` in ``cwd``, as a user would run it (to its end)."""
-    return subprocess.run(
+    """``python -m ductaflow ARGS`` in ``cwd``, as a user would run it (to its end).
+
+    In its own process group: when it outlives ``timeout`` (kept under pytest's 300 s, so that
+    the test fails with the command's output rather than pytest's stack dump) or the test is
+    stopped while it runs, the whole group is killed, its workers and kernels too. After a
+    normal exit nothing is killed: a test that checks for leftovers sees them."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "ductaflow", *map(str, args)],
         cwd=cwd,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
         text=True,
-        timeout=timeout,
         env=None if env is None else {**os.environ, **env},
+        start_new_session=True,
     )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException as exc:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise AssertionError(
+                f"ductaflow {' '.join(map(str, args))} ran over {timeout:.0f} s:\n"
+                f"--- stdout\n{out}\n--- stderr\n{err}"
+            ) from None
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def write_spec(
@@ -188,7 +208,7 @@ class Conductor:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def wait(self, seconds: float = 2 * DEADLINE) -> int:
+    def wait(self, seconds: float = DEADLINE) -> int:
         self.returncode = self.proc.wait(timeout=seconds)
         return self.returncode
 
@@ -323,7 +343,9 @@ class Backend:
     JOBS = 2
 
     def args(self, *extra: str) -> tuple[str, ...]:
-        return ("-j", str(self.JOBS), "--no-progress", *self.flags, *extra)
+        """The sweep's flags on this backend (no report: its tests are elsewhere, and writing
+        one costs a conductor a second or two)."""
+        return ("-j", str(self.JOBS), "--no-progress", "--no-report", *self.flags, *extra)
 
     @property
     def environ(self) -> dict[str, str]:

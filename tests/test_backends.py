@@ -33,8 +33,9 @@ def test_interrupted_runs_resume_with_the_same_configs(
     tmp_path: Path, backend: Backend, stop: str
 ) -> None:
     """6 runs at -j 2: two finish (and are in the index while the sweep goes on), two are
-    stopped in their flow, two never start. The next sweep, same spec, reruns exactly the four
-    that did not finish, in their own directories, and skips the two that did."""
+    stopped in their flow (on Dask, Ctrl-C recorded as SIGINT), two never start. The next
+    sweep, same spec, reruns exactly the four that did not finish, in their own directories,
+    and skips the two that did."""
     hold, root = hold_spec(tmp_path, 6)
     env = backend.environ
     with conductor("spec.json", *backend.args(), cwd=tmp_path, env=env) as c:
@@ -65,6 +66,11 @@ def test_interrupted_runs_resume_with_the_same_configs(
             assert statuses[x] == "ok"
         for x in held:
             assert statuses[x] == "interrupted", statuses
+            error = root.status(by_x[x])["error"]
+            assert error.startswith("Interrupted: "), error
+            if stop == "ctrl-c" and backend.id in ("dask-local", "slurm"):
+                # Ctrl-C reaches the Dask workers' run processes (fault 9e of issue 15)
+                assert error == "Interrupted: the run was stopped by SIGINT"
             assert root.executions(by_x[x]) == 1
         assert set(statuses.values()) == {"ok", "interrupted"}, statuses
         indexed = {r["run_dir"]: r["status"] for r in root.rows()}

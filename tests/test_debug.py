@@ -107,15 +107,33 @@ def test_not_a_run_directory_is_a_clear_error(tmp_path: Path) -> None:
 # -- the command: ductaflow open -------------------------------------------------------------------
 
 
-@pytest.fixture
-def swept(tmp_path: Path) -> Path:
-    """A sweep of one run of work.py (x=21); returns its run directory."""
-    shutil.copy(FLOWS / "work.py", tmp_path / "work.py")
+def sweep_in(project: Path) -> Path:
+    """A sweep of one run of work.py (x=21) in ``project``; returns its run directory."""
+    shutil.copy(FLOWS / "work.py", project / "work.py")
     spec = {"name": "s", "flows": ["work.py"], "grid": {"x": [21]}}
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
-    proc = run_cli("sweep", "spec.json", "--no-progress", cwd=tmp_path)
+    (project / "spec.json").write_text(json.dumps(spec))
+    proc = run_cli("sweep", "spec.json", "--no-progress", cwd=project)
     assert proc.returncode == 0, proc.stderr
-    (run_dir,) = (tmp_path / "runs" / "s").glob("x=21-*")
+    (run_dir,) = (project / "runs" / "s").glob("x=21-*")
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def swept_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project directory with that sweep, swept once for the module's tests."""
+    project = tmp_path_factory.mktemp("swept")
+    sweep_in(project)
+    return project
+
+
+@pytest.fixture
+def swept(swept_project: Path, tmp_path: Path) -> Path:
+    """The run directory in a copy of that project, the test's own (tests write debug files
+    into it): a sweep costs a conductor and a kernel, a copy nothing. (Its flows moved with the
+    copy, so a sweep there would find the run stale: sweeping again needs ``sweep_in``.)"""
+    project = tmp_path / "project"
+    shutil.copytree(swept_project, project)
+    (run_dir,) = (project / "runs" / "s").glob("x=21-*")
     return run_dir
 
 
@@ -149,7 +167,8 @@ def test_open_script_runs_with_python_and_reproduces_the_run(swept: Path, tmp_pa
     _results_shown(swept, ran.stdout)
 
 
-def test_debug_files_are_not_artifacts_of_the_run(swept: Path) -> None:
+def test_debug_files_are_not_artifacts_of_the_run(tmp_path: Path) -> None:
+    swept = sweep_in(tmp_path)  # its own: it sweeps again, which must skip the run
     project = swept.parent.parent.parent
     for flag in ((), ("--script",)):
         assert run_cli("open", swept, *flag, cwd=project).returncode == 0

@@ -1,7 +1,8 @@
 """The same sweep on joblib's pools, on Dask (a real LocalCluster) and on SLURM (local mode).
 
 Real kernels, real worker processes: a run that raises, one that times out, a Dask worker killed
-mid-run, the process running a run killed, and Ctrl-C of a conductor using ``--backend dask-local``.
+mid-run, the process running a run killed, and Ctrl-C of a sweep on a cluster it does not own.
+(Ctrl-C and SIGTERM of a ``dask-local`` sweep, and its resume: ``test_backends.py``.)
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import FLOWS, read_json, run_cli, wait_for, wait_no_kernels
+from helpers import (
+    FLOWS,
+    read_json,
+    release,
+    run_cli,
+    started,
+    wait_for,
+    wait_no_kernels,
+    write_spec,
+)
 
 from ductaflow.executor import SweepOptions, execute_sweep
 from ductaflow.spec import RunOptions
@@ -139,36 +148,11 @@ def test_every_backend_gives_the_same_results(
     assert not wait_no_kernels(tmp_path)
 
 
-KILLER = """\
-# %% tags=["parameters"]
-x = 0
-kill = ""
-
-# %%
-import os
-import signal
-import time
-
-with open("executions.log", "a") as fh:
-    fh.write(f"{os.getpid()}\\n")
-if kill == "process":  # the process running this run: the kernel's parent
-    os.kill(os.getppid(), signal.SIGKILL)
-    time.sleep(30)
-if kill == "worker" and not os.path.exists("killed") or kill == "worker-always":
-    # the Dask worker: the parent of the process running this run
-    open("killed", "w").close()
-    with open(f"/proc/{os.getppid()}/stat") as fh:
-        os.kill(int(fh.read().rsplit(")", 1)[1].split()[1]), signal.SIGKILL)
-    time.sleep(30)
-"""
-
-
 def test_a_run_that_keeps_killing_its_worker_is_recorded_died(tmp_path: Path) -> None:
     import dask
 
-    (tmp_path / "killer.py").write_text(KILLER)
     table = ({"x": 1, "kill": "worker-always"}, {"x": 2})
-    sweep = Sweep(name="w", flows=(tmp_path / "killer.py",), table=table)
+    sweep = Sweep(name="w", flows=(FLOWS / "killworker.py",), table=table)
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         report = execute_sweep(
             sweep, SweepOptions(tmp_path / "runs", 2, backend="dask-local", progress=False)
@@ -178,15 +162,15 @@ def test_a_run_that_keeps_killing_its_worker_is_recorded_died(tmp_path: Path) ->
     status = read_json(killer / "status.json")
     assert status["status"] == "died"
     assert status["error"] == "DeadWorker: the workers running it died (KilledWorker)"
-    assert not wait_no_kernels(tmp_path, seconds=15)
+    assert not wait_no_kernels(tmp_path)
 
 
 def test_dead_workers_on_dask_local(tmp_path: Path) -> None:
-    (tmp_path / "killer.py").write_text(KILLER)
     table = [{"x": 1, "kill": "worker"}, {"x": 2, "kill": "process"}]
-    spec = {"name": "k", "flows": ["killer.py"], "table": table}
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
-    proc = run_cli("sweep", "spec.json", "--backend", "dask-local", "-j", "2", cwd=tmp_path)
+    write_spec(tmp_path, "killworker.py", name="k", table=table)
+    proc = run_cli(
+        "sweep", "spec.json", "--no-report", "--backend", "dask-local", "-j", "2", cwd=tmp_path
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "k: FAILED: 1 ok, 0 failed, 0 timeout, 1 died" in proc.stdout
 
@@ -200,73 +184,7 @@ def test_dead_workers_on_dask_local(tmp_path: Path) -> None:
     for name in ("kill=worker", "kill=process"):  # each went again once
         (run_dir,) = (tmp_path / "runs" / "k").glob(f"{name}*")
         assert len((run_dir / "executions.log").read_text().split()) == 2
-    assert not wait_no_kernels(tmp_path, seconds=15)
-
-
-HOLD = """\
-# %% tags=["parameters"]
-x = 0
-hold = ""
-
-# %%
-import os
-import time
-
-with open("executions.log", "a") as fh:
-    fh.write(f"{os.getpid()}\\n")
-while hold and os.path.exists(hold):
-    time.sleep(0.1)
-"""
-
-
-def test_ctrl_c_stops_the_cluster_runs_and_resume_finishes(tmp_path: Path) -> None:
-    hold = tmp_path / "hold"
-    hold.touch()
-    (tmp_path / "hold.py").write_text(HOLD)
-    table = [{"x": 0}] + [{"x": x, "hold": str(hold)} for x in (1, 2)]
-    (tmp_path / "spec.json").write_text(
-        json.dumps({"name": "c", "flows": ["hold.py"], "table": table})
-    )
-    root = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "ductaflow", "sweep", "spec.json", "--backend", "dask-local"]
-    proc = subprocess.Popen(
-        [*cmd, "-j", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
-    )  # fmt: skip
-
-    def started() -> int:
-        logs = root.glob("c/*/executions.log")
-        return sum(len(p.read_text().split()) for p in logs)
-
-    def indexed() -> list[dict[str, str]]:
-        if not (root / "index.csv").exists():
-            return []
-        with open(root / "index.csv", newline="") as fh:
-            return list(csv.DictReader(fh))
-
-    # results stream back: x=0 is in the index while the others still run
-    wait_for(lambda: len(indexed()) == 1 and started() == 3, seconds=90, what="runs in flight")
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-    out, err = proc.communicate(timeout=90)
-    assert proc.returncode == 1, err
-    assert "c: interrupted: 1 ok, 0 failed, 0 timeout, 0 died, 2 interrupted" in out
-    statuses = {
-        read_json(d / "CONFIG.json")["x"]: read_json(d / "status.json")
-        for d in (root / "c").iterdir()
-        if (d / "status.json").exists()
-    }
-    assert {x: data["status"] for x, data in statuses.items()} == {
-        0: "ok", 1: "interrupted", 2: "interrupted",
-    }  # fmt: skip
-    for x in (1, 2):  # Ctrl-C, passed on to the run processes (fault 9 of issue 15)
-        assert statuses[x]["error"] == "Interrupted: the run was stopped by SIGINT"
-    assert sorted(r["status"] for r in indexed()) == ["interrupted", "interrupted", "ok"]
-    assert not wait_no_kernels(tmp_path, seconds=15), "a kernel outlived Ctrl-C"
-
-    hold.unlink()
-    again = run_cli(*cmd[3:], "-j", "2", cwd=tmp_path)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "c: ok: 2 ok, 0 failed, 0 timeout, 0 died, 0 interrupted, 1 skipped" in again.stdout
+    assert not wait_no_kernels(tmp_path)
 
 
 def test_slurm_job_script_and_bad_input(tmp_path: Path) -> None:
@@ -324,17 +242,16 @@ def test_ctrl_c_stops_runs_on_a_cluster_the_conductor_does_not_own(tmp_path: Pat
     from distributed import Client, LocalCluster
 
     hold = tmp_path / "hold"
-    hold.touch()
-    (tmp_path / "hold.py").write_text(HOLD)
+    hold.mkdir()
     table = ({"x": 0, "hold": str(hold)}, {"x": 1, "hold": str(hold)}, {"x": 2})
-    sweep = Sweep(name="e", flows=(tmp_path / "hold.py",), table=table)
+    sweep = Sweep(name="e", flows=(FLOWS / "hold.py",), table=table)
     root = tmp_path / "runs"
 
     def interrupt_when_both_run() -> None:
         try:
-            wait_for(lambda: len(list(root.glob("e/*/executions.log"))) == 2, seconds=60)
+            wait_for(lambda: started(hold) == {0, 1}, what="both held runs")
         except AssertionError:
-            hold.unlink()  # let the sweep end; the assertions below fail
+            release(hold)  # let the sweep end; the assertions below fail
         else:
             _thread.interrupt_main()  # Ctrl-C, in this process
 
@@ -349,10 +266,10 @@ def test_ctrl_c_stops_runs_on_a_cluster_the_conductor_does_not_own(tmp_path: Pat
             errors = {read_json(p)["error"] for p in root.glob("e/*/status.json")}
             assert errors == {"Interrupted: the run was stopped by SIGINT"}  # Ctrl-C
             assert not list(root.glob("e/x=2*")), "a queued run started after Ctrl-C"
-            assert not wait_no_kernels(tmp_path, seconds=15), "a kernel outlived Ctrl-C"
+            assert not wait_no_kernels(tmp_path), "a kernel outlived Ctrl-C"
             assert len(client.scheduler_info()["workers"]) == 2
 
-            hold.unlink()
+            release(hold)
             again = execute_sweep(
                 sweep, SweepOptions(root, backend="dask", client=client, progress=False)
             )

@@ -24,7 +24,7 @@ def repo_copy(tmp_path: Path) -> Path:
 
 
 def test_demo_sweep_and_csv_sweep(repo_copy: Path) -> None:
-    proc = run_cli("sweep", "sweeps/demo.json", "-j", "2", cwd=repo_copy, timeout=300)
+    proc = run_cli("sweep", "sweeps/demo.json", "-j", "2", cwd=repo_copy)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report, summary = proc.stdout.strip().splitlines()
     assert summary.startswith("demo: ok: 7 ok, 0 failed")
@@ -44,7 +44,7 @@ def test_demo_sweep_and_csv_sweep(repo_copy: Path) -> None:
 
     proc = run_cli(
         "sweep", "sweeps/variants.csv", "--flow", "flow/02_analysis.py",
-        "--base", "sweeps/base.json", "-j", "2", cwd=repo_copy, timeout=300,
+        "--base", "sweeps/base.json", "-j", "2", cwd=repo_copy,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = RunsRoot(repo_copy / "runs").rows()
@@ -60,7 +60,7 @@ def test_demo_sweep_and_csv_sweep(repo_copy: Path) -> None:
 def test_conductor_chains_two_sweeps(repo_copy: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "conductor.py"], cwd=repo_copy, capture_output=True, text=True,
-        timeout=400,
+        timeout=280,  # under pytest's own 300 s, so that a slow run fails with its output
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     written = [r["sweep"] for r in RunsRoot(repo_copy / "runs").rows()]  # as the sweeps wrote it

@@ -99,12 +99,12 @@ def test_sweep_runs_indexes_and_resumes(tmp_path: Path) -> None:
 def test_stale_only_force_and_extension(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, grid={"x": [1, 2]})
     root = tmp_path / "runs"
-    assert run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path).returncode == 0
+    assert run_cli("sweep", "spec.json", "--no-report", "-j", "2", cwd=tmp_path).returncode == 0
 
     data = json.loads(spec.read_text())
     data["grid"]["x"] = [1, 2, 3]  # extending a grid reruns nothing that exists
     spec.write_text(json.dumps(data))
-    proc = run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path)
+    proc = run_cli("sweep", "spec.json", "--no-report", "-j", "2", cwd=tmp_path)
     assert "1 ok," in proc.stdout and "2 skipped" in proc.stdout
     assert sorted(executions(d) for d in run_dirs(root).values()) == [1, 1, 1]
 
@@ -112,19 +112,19 @@ def test_stale_only_force_and_extension(tmp_path: Path) -> None:
         fh.write("\n# an edit makes every run stale\n")
     plan = run_cli("sweep", "spec.json", "--dry-run", cwd=tmp_path)
     assert plan.stdout.strip() == "s: 3 runs (3 stale); 3 to run"
-    proc = run_cli("sweep", "spec.json", "--only", "new", cwd=tmp_path)
+    proc = run_cli("sweep", "spec.json", "--no-report", "--only", "new", cwd=tmp_path)
     assert proc.returncode == 0 and "0 ok," in proc.stdout and "3 skipped" in proc.stdout
-    proc = run_cli("sweep", "spec.json", "-j", "2", "--only", "stale", cwd=tmp_path)
+    proc = run_cli("sweep", "spec.json", "--no-report", "-j", "2", "--only", "stale", cwd=tmp_path)
     assert "3 ok," in proc.stdout
     assert sorted(executions(d) for d in run_dirs(root).values()) == [2, 2, 2]
-    proc = run_cli("sweep", "spec.json", "-j", "2", "--force", cwd=tmp_path)
+    proc = run_cli("sweep", "spec.json", "--no-report", "-j", "2", "--force", cwd=tmp_path)
     assert "3 ok," in proc.stdout
     assert sorted(executions(d) for d in run_dirs(root).values()) == [3, 3, 3]
 
 
 def test_retries_and_timeouts(tmp_path: Path) -> None:
     write_spec(tmp_path, "flaky.py", grid={"x": [1]})
-    proc = run_cli("sweep", "spec.json", "--retries", "1", cwd=tmp_path)
+    proc = run_cli("sweep", "spec.json", "--no-report", "--retries", "1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (run_dir,) = run_dirs(tmp_path / "runs").values()
     assert read_json(run_dir / "status.json")["attempts"] == 2
@@ -164,7 +164,8 @@ def test_killed_conductor_leaves_every_finished_run_indexed(tmp_path: Path, mode
     """Warm: runs on the conductor's threads die with it; standard: loky workers outlive it."""
     hold = tmp_path / "hold"
     hold.mkdir()
-    write_spec(tmp_path, "hold.py", grid={"x": list(range(8))}, base={"hold": str(hold)})
+    # 6 runs at -j 2: 2 finish, 2 are held when the conductor is killed, 2 never start
+    write_spec(tmp_path, "hold.py", grid={"x": list(range(6))}, base={"hold": str(hold)})
     root = tmp_path / "runs"
     flags = ["--no-warm"] if mode == "standard" else []
 
@@ -173,7 +174,9 @@ def test_killed_conductor_leaves_every_finished_run_indexed(tmp_path: Path, mode
             return 0
         return sum(r["status"] == "ok" for r in index_rows(root))
 
-    with conductor("spec.json", "-j", "2", "--no-progress", *flags, cwd=tmp_path) as c:
+    with conductor(
+        "spec.json", "--no-report", "-j", "2", "--no-progress", *flags, cwd=tmp_path
+    ) as c:
         first = c.until(lambda: len(started(hold)) == 2 and started(hold), what="2 runs held")
         for x in first:
             release(hold, x)
@@ -202,7 +205,9 @@ def test_killed_conductor_leaves_every_finished_run_indexed(tmp_path: Path, mode
     # The next sweep records the runs the killed one left in flight (standard: the orphaned
     # workers did already), here without rerunning them; it runs the ones never started.
     release(hold)
-    proc = run_cli("sweep", "spec.json", "-j", "2", "--only", "new", *flags, cwd=tmp_path)
+    proc = run_cli(
+        "sweep", "spec.json", "--no-report", "-j", "2", "--only", "new", *flags, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     left = {r["run_dir"]: r for r in index_rows(root) if r["run_dir"] in in_flight}
     assert left.keys() == in_flight
@@ -211,12 +216,12 @@ def test_killed_conductor_leaves_every_finished_run_indexed(tmp_path: Path, mode
         assert "ended `interrupted`" in notebook_text(Path(run_dir) / "hold_executed.ipynb")
 
     before = {name: executions(d) for name, d in run_dirs(root).items()}
-    proc = run_cli("sweep", "spec.json", "-j", "2", *flags, cwd=tmp_path)
+    proc = run_cli("sweep", "spec.json", "--no-report", "-j", "2", *flags, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name, d in run_dirs(root).items():
         if str(d) in ok_on_disk:
             assert executions(d) == before[name], "resume reran a finished run"
-    assert set(load_index(root)["status"]) == {"ok"} and len(load_index(root)) == 8
+    assert set(load_index(root)["status"]) == {"ok"} and len(load_index(root)) == 6
 
 
 def test_a_dead_worker_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
@@ -226,7 +231,7 @@ def test_a_dead_worker_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None
         table=[{"x": 1}, {"x": 2, "kill": True}, {"x": 3}, {"x": 4}, {"x": 5}],
     )
     # standard kernels: the kernel's parent is the worker (a warm kernel's is its zygote)
-    proc = run_cli("sweep", "spec.json", "-j", "2", "--no-warm", cwd=tmp_path)
+    proc = run_cli("sweep", "spec.json", "--no-report", "-j", "2", "--no-warm", cwd=tmp_path)
     assert proc.returncode == 1
     frame = load_index(tmp_path / "runs").set_index("param.x")
     assert frame.loc[2, "status"] == "died"
@@ -242,7 +247,7 @@ def test_ctrl_c_records_runs_in_flight_and_resume_finishes(tmp_path: Path, mode:
     write_spec(tmp_path, "hold.py", grid={"x": list(range(6))}, base={"hold": str(hold)})
     root = tmp_path / "runs"
     flags = ["--no-warm"] if mode == "standard" else []
-    with conductor("spec.json", "-j", "2", *flags, cwd=tmp_path) as c:
+    with conductor("spec.json", "--no-report", "-j", "2", *flags, cwd=tmp_path) as c:
         c.until(lambda: len(started(hold)) == 2, what="two runs held")
         c.signal_group(signal.SIGINT)  # what Ctrl-C in a terminal does
         assert c.wait() == 1, c.output()
@@ -259,7 +264,7 @@ def test_ctrl_c_records_runs_in_flight_and_resume_finishes(tmp_path: Path, mode:
         assert where in notebook_text(run_dir / "hold_executed.ipynb")
 
     release(hold)  # the same configs: the interrupted runs go again in their own directories
-    proc2 = run_cli("sweep", "spec.json", "-j", "2", *flags, cwd=tmp_path)
+    proc2 = run_cli("sweep", "spec.json", "--no-report", "-j", "2", *flags, cwd=tmp_path)
     assert proc2.returncode == 0, proc2.stdout + proc2.stderr
     assert "s: ok: 6 ok" in proc2.stdout
     assert {executions(d) for d in held} == {2}
@@ -273,7 +278,8 @@ def test_warm_runs_share_the_conductor_and_standard_runs_use_workers(tmp_path: P
     pids = {}
     for mode, flags in (("warm", []), ("standard", ["--no-warm", "--force"])):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ductaflow", "sweep", "spec.json", "-j", "2", *flags],
+            [sys.executable, "-m", "ductaflow", "sweep", "spec.json", "--no-report", "-j", "2",
+             *flags],
             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         out, err = proc.communicate(timeout=180)
@@ -319,35 +325,18 @@ def test_ctrl_c_stops_a_sequential_sweep_at_once(tmp_path: Path) -> None:
         seconds=60, what="the first run to start",
     )  # fmt: skip
     os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    out, err = proc.communicate(timeout=120)  # a deadline, not a speed
     assert proc.returncode == 1, out + err
     assert "s: interrupted: 0 ok, 0 failed, 0 timeout, 0 died, 1 interrupted" in out
     started = [d for d in run_dirs(root).values() if read_status(d)]
     assert len(started) == 1 and read_status(started[0])["status"] == "interrupted"
 
 
-CONDUCTOR_FLOW = """\
-# %% tags=["parameters"]
-flow = ""
-root = ""
-
-# %%
-from ductaflow import SweepOptions, run_sweep
-from ductaflow.sweep import Sweep
-
-for jobs in (1, 2):
-    sweep = Sweep(name=f"j{jobs}", flows=(flow,), grid={"x": [1, 2, 3]})
-    frame = run_sweep(sweep, SweepOptions(root, jobs, progress=False))
-    print(jobs, sorted(frame["status"]), sorted(frame["result.double"]))
-"""
-
-
 def test_a_notebook_can_conduct_sweeps(tmp_path: Path) -> None:
     """Sweeps launched from a kernel (a notebook as the conductor), whose thread already runs
     an event loop, at -j 1 (runs in that thread) and -j 2 (runs on threads)."""
-    (tmp_path / "conduct.py").write_text(CONDUCTOR_FLOW)
     proc = run_cli(
-        "run", "conduct.py", "--set", f"flow={FLOWS / 'work.py'}",
+        "run", FLOWS / "conduct.py", "--set", f"flow={FLOWS / 'work.py'}",
         "--set", f"root={tmp_path / 'inner'}", "--run-dir", "outer", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -360,7 +349,7 @@ def test_a_notebook_can_conduct_sweeps(tmp_path: Path) -> None:
 
 def test_status_and_index_commands(tmp_path: Path) -> None:
     write_spec(tmp_path, table=[{"x": 1}, {"x": 2, "fail": True}])
-    run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path)
+    run_cli("sweep", "spec.json", "--no-report", "-j", "2", cwd=tmp_path)
     proc = run_cli("status", cwd=tmp_path)
     assert proc.returncode == 1
     assert "ValueError: asked to fail (x=2)" in proc.stdout

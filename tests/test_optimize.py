@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FLOWS, REPO, read_json, run_cli, wait_for, wait_no_kernels
+from helpers import FLOWS, REPO, conductor, read_json, run_cli, wait_for, wait_no_kernels
 
 import ductaflow
 from ductaflow.errors import SweepSpecError
@@ -54,7 +54,8 @@ def max_in_flight(study) -> int:
 
 def test_tpe_finds_the_minimum_with_two_trials_in_flight(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, trials=40, sampler="tpe")
-    proc = run_cli("sweep", spec, "-j", "2", "--no-progress", cwd=tmp_path, timeout=600)
+    # 40 trials, one command: as long as pytest's own timeout (300 s) lets it be
+    proc = run_cli("sweep", spec, "-j", "2", "--no-progress", cwd=tmp_path, timeout=280)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     root = tmp_path / "runs"
     study = ductaflow.load_study(root, "q")
@@ -99,11 +100,6 @@ def test_ctrl_c_then_a_second_sweep_ends_at_exactly_trials(tmp_path: Path) -> No
     hold = tmp_path / "hold"
     spec = write_spec(tmp_path, base={"hold": str(hold)}, trials=8, sampler="random")
     root = tmp_path / "runs"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ductaflow", "sweep", str(spec), "-j", "2", "--no-progress",
-         "--no-report"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
-    )  # fmt: skip
 
     def statuses() -> list[str]:
         found = []
@@ -114,18 +110,20 @@ def test_ctrl_c_then_a_second_sweep_ends_at_exactly_trials(tmp_path: Path) -> No
                 pass
         return found
 
-    wait_for(lambda: statuses().count("ok") >= 2, seconds=120, what="two trials done")
-    hold.touch()  # the next trials wait in their flow
-    wait_for(lambda: statuses().count("running") == 2, seconds=120, what="two trials held")
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1, out + err
+    args = (spec, "-j", "2", "--no-progress", "--no-report")
+    with conductor(*args, cwd=tmp_path) as c:
+        c.until(lambda: statuses().count("ok") >= 2, what="two trials done")
+        hold.touch()  # the next trials wait in their flow
+        c.until(lambda: statuses().count("running") == 2, what="two trials held")
+        c.signal_group(signal.SIGINT)  # what Ctrl-C in a terminal does
+        assert c.wait() == 1, c.output()
+        out = c.out
     assert "q: interrupted:" in out and "2 interrupted" in out, out
     study = ductaflow.load_study(root, "q")
     states = [t.state.name for t in study.get_trials()]
     assert "RUNNING" not in states and states.count("FAIL") == 2, states
     first = len(states)
-    assert not wait_no_kernels(tmp_path, seconds=15), "a kernel outlived Ctrl-C"
+    assert not wait_no_kernels(tmp_path), "a kernel outlived Ctrl-C"
 
     hold.unlink()
     again = run_cli("sweep", spec, "-j", "2", "--no-progress", "--no-report", cwd=tmp_path)
@@ -144,20 +142,16 @@ def test_a_killed_conductor_leaves_no_trial_running(tmp_path: Path) -> None:
     hold.touch()
     spec = write_spec(tmp_path, base={"hold": str(hold)}, trials=3, sampler="random")
     root = tmp_path / "runs"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ductaflow", "sweep", str(spec), "-j", "2", "--no-progress",
-         "--no-report"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
-    )  # fmt: skip
 
     def running() -> int:
         return sum(1 for p in root.glob("q/*/status.json") if '"running"' in p.read_text())
 
-    wait_for(lambda: running() == 2, seconds=120, what="two trials held")
-    proc.kill()  # SIGKILL: the study keeps two RUNNING trials
-    proc.communicate(timeout=30)
-    hold.unlink()  # the orphaned kernels end their flows
-    wait_no_kernels(tmp_path, seconds=30)
+    with conductor(spec, "-j", "2", "--no-progress", "--no-report", cwd=tmp_path) as c:
+        c.until(lambda: running() == 2, what="two trials held")
+        c.proc.kill()  # SIGKILL of the conductor alone: the study keeps two RUNNING trials
+        c.wait()
+        hold.unlink()  # the orphaned kernels end their flows
+        assert not wait_no_kernels(tmp_path), "the orphaned kernels did not end"
     study = ductaflow.load_study(root, "q")
     assert [t.state.name for t in study.get_trials()] == ["RUNNING", "RUNNING"]
 
@@ -242,11 +236,10 @@ def test_a_study_keeps_j_trials_in_flight_on(
     spec = write_spec(
         tmp_path, trials=5, sampler="tpe", storage=url if storage == "url" else storage
     )
-    cmd = [sys.executable, "-m", "ductaflow", "sweep", str(spec), "-j", "2", "--backend",
-           backend, "--no-progress", "--no-report"]  # fmt: skip
+    cmd = ["sweep", str(spec), "-j", "2", "--backend", backend, "--no-progress", "--no-report"]
     if backend == "slurm":
         cmd += ["--slurm-time", "10"]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = run_cli(*cmd, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     root = tmp_path / "runs"
     kept = {"journal": ["study.log"], "sqlite": ["study.db"], "url": []}
@@ -455,23 +448,24 @@ ductaflow.record("loss", x)
 def test_a_trial_that_kills_its_worker_is_a_failed_trial(tmp_path: Path) -> None:
     (tmp_path / "kill.py").write_text(KILL_FLOW)
     spec = {"name": "k", "flows": ["kill.py"], "optimize": {
-        "result": "loss", "trials": 5, "sampler": "random", "seed": 1,
+        "result": "loss", "trials": 3, "sampler": "random", "seed": 1,
         "space": {"x": {"uniform": [0, 1]}, "kill": {"choice": [False, True]}},
     }}  # fmt: skip
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     proc = run_cli("sweep", "spec.json", "-j", "2", "--backend", "loky", "--no-warm",
-                   "--no-progress", "--no-report", cwd=tmp_path, timeout=300)  # fmt: skip
+                   "--no-progress", "--no-report", cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
     study = ductaflow.load_study(tmp_path / "runs", "k")
     trials = {t.number: t for t in study.get_trials()}
-    assert len(trials) == 5 and all(t.state.is_finished() for t in trials.values())
+    assert len(trials) == 3 and all(t.state.is_finished() for t in trials.values())
     rows = index_rows(tmp_path / "runs", "k")
-    assert sorted(int(r["trial"]) for r in rows) == list(range(5))
+    assert sorted(int(r["trial"]) for r in rows) == list(range(3))
     for row in rows:
         killed = row["param.kill"] == "True"
         assert row["status"] == ("died" if killed else "ok"), row
         assert trials[int(row["trial"])].state.name == ("FAIL" if killed else "COMPLETE")
-    assert {r["param.kill"] for r in rows} == {"True", "False"}  # the seed draws both
+    # the seed draws both (one kill: each costs two worker deaths, the run and its retry)
+    assert {r["param.kill"] for r in rows} == {"True", "False"}
 
 
 def test_the_example_sweeps_plan_as_the_readme_says() -> None:

@@ -1,6 +1,6 @@
 """README promises of ``ductaflow sweep`` and ``ductaflow report``, each proved through the CLI
 as a user would meet it. Waits are events (hold files, log lines, files appearing), polled with
-deadlines; nothing here measures speed. /work/notes/promises.md maps each promise to its test.
+deadlines; nothing here measures speed. tests/PROMISES.md maps each promise to its test.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def test_j_defaults_to_the_cores_and_that_many_runs_go_at_once(tmp_path: Path) -
     cores = os.cpu_count() or 1
     hold = hold_dir(tmp_path)
     write_spec(tmp_path, "hold.py", grid={"x": list(range(cores + 2))}, base={"hold": str(hold)})
-    with conductor("spec.json", "--no-progress", cwd=tmp_path, verbose=1) as c:
+    with conductor("spec.json", "--no-report", "--no-progress", cwd=tmp_path, verbose=1) as c:
         # all `cores` runs are in their flow together: none has been released yet
         c.until(lambda: len(started(hold)) >= cores, what=f"{cores} runs at once")
         assert len(started(hold)) == cores, "more runs started than -j allows"
@@ -67,7 +67,7 @@ def test_j_defaults_to_the_cores_and_that_many_runs_go_at_once(tmp_path: Path) -
 def test_j_n_runs_n_at_once_and_no_more(tmp_path: Path) -> None:
     hold = hold_dir(tmp_path)
     write_spec(tmp_path, "hold.py", grid={"x": list(range(5))}, base={"hold": str(hold)})
-    with conductor("spec.json", "-j", "3", "--no-progress", cwd=tmp_path) as c:
+    with conductor("spec.json", "--no-report", "-j", "3", "--no-progress", cwd=tmp_path) as c:
         first = c.until(lambda: len(started(hold)) >= 3 and started(hold), what="3 at once")
         assert len(first) == 3
         release(hold, min(first))  # one finishes: exactly one more starts
@@ -80,7 +80,7 @@ def test_j_n_runs_n_at_once_and_no_more(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_a_run_stops_at_its_first_failed_flow(tmp_path: Path) -> None:
     write_spec(tmp_path, ("twoflows_a.py", "twoflows_b.py"), grid={"fail_first": [False, True]})
-    proc = run_cli("sweep", "spec.json", "-j", "2", "--no-progress", cwd=tmp_path)
+    proc = run_cli("sweep", "spec.json", "--no-report", "-j", "2", "--no-progress", cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     root = RunsRoot(tmp_path / "runs")
     by = root.by("fail_first")
@@ -101,7 +101,9 @@ def test_a_run_stops_at_its_first_failed_flow(tmp_path: Path) -> None:
 def test_sweep_timeouts_apply_to_every_run(tmp_path: Path, option: str) -> None:
     hold = hold_dir(tmp_path)  # never released: only the timeout ends these runs
     write_spec(tmp_path, "hold.py", grid={"x": [0, 1]}, base={"hold": str(hold)})
-    proc = run_cli("sweep", "spec.json", "-j", "2", option, "3", "--no-progress", cwd=tmp_path)
+    proc = run_cli(
+        "sweep", "spec.json", "--no-report", "-j", "2", option, "3", "--no-progress", cwd=tmp_path
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "0 ok, 0 failed, 2 timeout" in proc.stdout
     root = RunsRoot(tmp_path / "runs")
@@ -127,7 +129,15 @@ def test_sweep_kernel_option_uses_the_registered_kernelspec(tmp_path: Path) -> N
     write_spec(tmp_path, "preload_probe.py", grid={"x": [1, 2, 3]})
     env = {"JUPYTER_PATH": str(tmp_path / "jupyter")}
     proc = run_cli(
-        "sweep", "spec.json", "-j", "2", "--kernel", "other-python", cwd=tmp_path, env=env
+        "sweep",
+        "spec.json",
+        "--no-report",
+        "-j",
+        "2",
+        "--kernel",
+        "other-python",
+        cwd=tmp_path,
+        env=env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     root = RunsRoot(tmp_path / "runs")
@@ -143,7 +153,7 @@ def test_preload_reaches_warm_kernels(tmp_path: Path, how: str) -> None:
     extra = {"preload": ["colorsys"]} if how == "spec key" else {}
     write_spec(tmp_path, "preload_probe.py", grid={"x": [1, 2, 3]}, **extra)
     flags = ["--preload", "colorsys"] if how == "--preload" else []
-    proc = run_cli("sweep", "spec.json", "-j", "2", *flags, cwd=tmp_path)
+    proc = run_cli("sweep", "spec.json", "--no-report", "-j", "2", *flags, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     root = RunsRoot(tmp_path / "runs")
     preloaded = [root.results(d)["preloaded"] for d in root.dirs().values()]
@@ -158,7 +168,7 @@ def test_hash_in_run_name_is_the_configs_hash(tmp_path: Path) -> None:
     write_spec(tmp_path, "hold.py", grid={"x": [1, 2]}, run_name="x{x}-{hash}")
     plan = run_cli("sweep", "spec.json", "--dry-run", cwd=tmp_path)
     assert plan.returncode == 0, plan.stderr
-    proc = run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path)
+    proc = run_cli("sweep", "spec.json", "--no-report", "-j", "2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     root = RunsRoot(tmp_path / "runs")
     names = sorted(root.dirs())
@@ -211,7 +221,7 @@ FIXED = ["sweep", "run", "run_dir", "status", "started", "finished", "duration_s
 @pytest.mark.slow
 def test_index_columns_in_the_readme_order(tmp_path: Path) -> None:
     write_spec(tmp_path, "work.py", grid={"x": [1, 2]}, base={"model": {"depth": 3}})
-    proc = run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path)
+    proc = run_cli("sweep", "spec.json", "--no-report", "-j", "2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     header = RunsRoot(tmp_path / "runs").header()
     assert header[: len(FIXED)] == FIXED
@@ -239,7 +249,7 @@ def test_index_is_appended_per_run_and_rewritten_when_columns_change(tmp_path: P
         {"x": 3, "hold": str(hold), "extra": ""},
     ]
     write_spec(tmp_path, "hold.py", table=table[:1])
-    assert run_cli("sweep", "spec.json", cwd=tmp_path).returncode == 0
+    assert run_cli("sweep", "spec.json", "--no-report", cwd=tmp_path).returncode == 0
     write_spec(tmp_path, "hold.py", table=table)
     root = RunsRoot(tmp_path / "runs")
     index = root.path / "index.csv"
@@ -325,7 +335,7 @@ def test_report_of_real_sweeps_without_a_browser(tmp_path: Path) -> None:
     run's notebook rendered; exit 2 for an unknown sweep and for an empty root."""
     for name, table in (("a", [{"x": 1}, {"x": 2}]), ("b", [{"x": 3, "fail": True}])):
         write_spec(tmp_path, "work.py", name=name, table=table)
-        run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path)
+        run_cli("sweep", "spec.json", "-j", "2", "--no-report", cwd=tmp_path)  # `report` below
     root = tmp_path / "runs"
     proc = run_cli("report", "runs", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -404,8 +414,8 @@ def test_dask_local_runs_j_at_once_and_closes_its_cluster(tmp_path: Path) -> Non
     pytest.importorskip("distributed")
     hold = hold_dir(tmp_path)
     write_spec(tmp_path, "hold.py", grid={"x": list(range(4))}, base={"hold": str(hold)})
-    with conductor("spec.json", "--backend", "dask-local", "-j", "3", "--no-progress",
-                   cwd=tmp_path) as c:  # fmt: skip
+    with conductor("spec.json", "--no-report", "--backend", "dask-local", "-j", "3",
+                   "--no-progress", cwd=tmp_path) as c:  # fmt: skip
         c.until(lambda: len(started(hold)) >= 3, what="3 runs at once on dask-local -j 3")
         assert len(started(hold)) == 3
         release(hold)
@@ -438,9 +448,9 @@ def test_slurm_flags_reach_the_job_script(tmp_path: Path) -> None:
         pytest.skip(why)
     write_spec(tmp_path, "hold.py", grid={"x": [1]})
     env = {"SLURM_CONF": SLURM_CONF}
-    proc = run_cli("sweep", "spec.json", "--backend", "slurm", "--slurm-partition", "debug",
-                   "--slurm-time", "7", "--slurm-mem", "1G", "-j", "1", cwd=tmp_path,
-                   env=env)  # fmt: skip
+    proc = run_cli("sweep", "spec.json", "--no-report", "--backend", "slurm",
+                   "--slurm-partition", "debug", "--slurm-time", "7", "--slurm-mem", "1G",
+                   "-j", "1", cwd=tmp_path, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     script = (tmp_path / "runs" / ".slurm" / "job.sh").read_text()
     assert "#SBATCH -p debug" in script and "#SBATCH -t 00:07:00" in script, script

@@ -13,12 +13,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import read_json, run_cli, wait_for, wait_no_kernels
+from helpers import read_json, release, run_cli, started, wait_for, wait_no_kernels, write_spec
 
 pytestmark = pytest.mark.slurm
 
@@ -26,42 +25,6 @@ START = Path(__file__).parent / "slurm" / "start.sh"
 #: Where tests/slurm/start.sh keeps its slurm.conf unless told otherwise.
 STATE_DIR = Path(os.environ.get("DUCTAFLOW_SLURM_DIR", "/tmp/ductaflow-slurm"))
 SWEEP = [sys.executable, "-m", "ductaflow", "sweep", "spec.json", "--backend", "slurm"]
-
-#: A run that is ok, one that raises, one whose kernel exits; each says which Slurm job ran it.
-MODES = """\
-# %% tags=["parameters"]
-mode = "ok"
-import ductaflow
-
-ductaflow.parameters(globals())
-
-# %%
-import os
-
-with open("job.txt", "w") as fh:
-    fh.write(os.environ.get("SLURM_JOB_ID", ""))
-if mode == "raise":
-    raise ValueError("asked to fail")
-if mode == "exit":
-    os._exit(3)
-ductaflow.record("mode", mode)
-"""
-
-#: Runs that wait while the file ``hold`` exists.
-HOLD = """\
-# %% tags=["parameters"]
-x = 0
-hold = ""
-
-# %%
-import os
-import time
-
-with open("executions.log", "a") as fh:
-    fh.write(f"{os.getpid()}\\n")
-while hold and os.path.exists(hold):
-    time.sleep(0.1)
-"""
 
 
 @functools.cache
@@ -112,15 +75,7 @@ def cancel_jobs(tmp_path: Path) -> Iterator[None]:
     yield
     if left := jobs_of(tmp_path):
         subprocess.run(["scancel", *left], timeout=20, check=False)
-        wait_for(lambda: not jobs_of(tmp_path), seconds=30, what=f"jobs {left} to go")
-
-
-def write_spec(tmp_path: Path, name: str, flow: str, text: str, table: list[dict]) -> None:
-    import json
-
-    (tmp_path / flow).write_text(text)
-    spec = {"name": name, "flows": [flow], "table": table}
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
+        wait_for(lambda: not jobs_of(tmp_path), seconds=120, what=f"jobs {left} to go")
 
 
 def index_rows(root: Path) -> list[dict[str, str]]:
@@ -132,7 +87,7 @@ def index_rows(root: Path) -> list[dict[str, str]]:
 
 def test_ok_failed_and_died_runs_on_slurm_jobs(tmp_path: Path) -> None:
     table = [{"mode": m} for m in ("ok", "raise", "exit", "ok2")]
-    write_spec(tmp_path, "m", "modes.py", MODES, table)
+    write_spec(tmp_path, "modes.py", name="m", table=table)
     proc = run_cli(*SWEEP[3:], "-j", "2", "--slurm-time", "10", cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "m: FAILED: 2 ok, 1 failed, 0 timeout, 1 died, 0 interrupted" in proc.stdout
@@ -151,39 +106,34 @@ def test_ok_failed_and_died_runs_on_slurm_jobs(tmp_path: Path) -> None:
     assert jobs and {f"ductaflow-{job}.err" for job in jobs} <= logs, (jobs, logs)
     assert "#SBATCH -t 00:10:00" in (root / ".slurm" / "job.sh").read_text()
     # the conductor closed its cluster: its jobs leave the queue
-    wait_for(lambda: not jobs_of(tmp_path), seconds=30, what="the sweep's jobs to end")
-    assert not wait_no_kernels(tmp_path, seconds=15)
+    wait_for(lambda: not jobs_of(tmp_path), seconds=120, what="the sweep's jobs to end")
+    assert not wait_no_kernels(tmp_path)
 
 
 def test_ctrl_c_cancels_the_jobs_and_records_the_runs_interrupted(tmp_path: Path) -> None:
     hold = tmp_path / "hold"
-    hold.touch()
+    hold.mkdir()
     table = [{"x": 0}] + [{"x": x, "hold": str(hold)} for x in (1, 2)]
-    write_spec(tmp_path, "c", "hold.py", HOLD, table)
+    write_spec(tmp_path, "hold.py", name="c", table=table)
     root = tmp_path / "runs"
     proc = subprocess.Popen(
         [*SWEEP, "-j", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, start_new_session=True,
     )  # fmt: skip
 
-    def started() -> int:
-        return sum(len(p.read_text().split()) for p in root.glob("c/*/executions.log"))
-
     try:
-        wait_for(lambda: len(index_rows(root)) == 1 and started() == 3, 120, "runs in flight")
+        wait_for(lambda: len(index_rows(root)) == 1 and started(hold) == {1, 2}, what="runs held")
         assert len(jobs_of(tmp_path)) == 2
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        t0 = time.monotonic()
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 1, err
     assert "c: interrupted: 1 ok, 0 failed, 0 timeout, 0 died, 2 interrupted" in out
-    wait_for(lambda: not jobs_of(tmp_path), seconds=15, what="the jobs to leave squeue")
-    gone_s = time.monotonic() - t0
-    assert gone_s < 15, f"the jobs took {gone_s:.1f} s to leave the queue"
+    # cancelled, they leave at once; left alone, they would stay for their whole time limit
+    wait_for(lambda: not jobs_of(tmp_path), seconds=120, what="the jobs to leave squeue")
     run_dirs = [d for d in root.glob("c/*") if d.is_dir()]
     statuses = {read_json(d / "CONFIG.json")["x"]: read_json(d / "status.json") for d in run_dirs}
     assert {x: s["status"] for x, s in statuses.items()} == {
@@ -192,15 +142,15 @@ def test_ctrl_c_cancels_the_jobs_and_records_the_runs_interrupted(tmp_path: Path
     for x in (1, 2):  # Ctrl-C, passed on to the run processes (fault 9 of issue 15)
         assert statuses[x]["error"] == "Interrupted: the run was stopped by SIGINT"
     assert sorted(r["status"] for r in index_rows(root)) == ["interrupted", "interrupted", "ok"]
-    assert not wait_no_kernels(tmp_path, seconds=15), "a kernel outlived Ctrl-C"
+    assert not wait_no_kernels(tmp_path), "a kernel outlived Ctrl-C"
 
 
 def test_sigkill_of_the_conductor_lets_the_runs_finish_and_then_the_jobs_end(
     tmp_path: Path,
 ) -> None:
     hold = tmp_path / "hold"
-    hold.touch()
-    write_spec(tmp_path, "k", "hold.py", HOLD, [{"x": x, "hold": str(hold)} for x in (1, 2)])
+    hold.mkdir()
+    write_spec(tmp_path, "hold.py", name="k", table=[{"x": x, "hold": str(hold)} for x in (1, 2)])
     root = tmp_path / "runs"
     proc = subprocess.Popen(
         [*SWEEP, "-j", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -216,41 +166,24 @@ def test_sigkill_of_the_conductor_lets_the_runs_finish_and_then_the_jobs_end(
     finally:
         proc.kill()  # the conductor, and the Dask scheduler that lives in it
         proc.communicate()
-    hold.unlink()
+    release(hold)
     # the workers lose their scheduler: each lets its run finish, then its job ends
     # a deadline only: on a loaded machine the workers' own checks can take a while
     wait_for(lambda: statuses() == ["ok"] * 2, 240, "the runs to finish")
-    finished = time.monotonic()
     # each worker appended its run's row itself: the file is right before anything looks
     assert sorted(r["status"] for r in index_rows(root)) == ["ok", "ok"]
-    wait_for(lambda: not jobs_of(tmp_path), seconds=30, what="the jobs to end")
-    assert time.monotonic() - finished < 20
-    assert not wait_no_kernels(tmp_path, seconds=15)
+    # a deadline far under the jobs' time limit, when they would end anyway
+    wait_for(lambda: not jobs_of(tmp_path), seconds=120, what="the jobs to end")
+    assert not wait_no_kernels(tmp_path)
     shown = run_cli("status", cwd=tmp_path)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert "ok" in shown.stdout and "interrupted" not in shown.stdout, shown.stdout
 
 
-#: A run that waits while the file ``hold`` exists, saying which Slurm job ran it each time.
-HOLD_JOB = """\
-# %% tags=["parameters"]
-hold = ""
-
-# %%
-import os
-import time
-
-with open("jobs.log", "a") as fh:
-    fh.write(os.environ.get("SLURM_JOB_ID", "") + "\\n")
-while hold and os.path.exists(hold):
-    time.sleep(0.1)
-"""
-
-
 def test_a_worker_job_scancelled_mid_run_is_replaced_and_the_run_redone(tmp_path: Path) -> None:
     hold = tmp_path / "hold"
     hold.touch()
-    write_spec(tmp_path, "w", "hold.py", HOLD_JOB, [{"hold": str(hold)}])
+    write_spec(tmp_path, "jobs.py", name="w", table=[{"hold": str(hold)}])
     root = tmp_path / "runs"
     # Dask replaces a lost worker after this timeout (default 15 s); the test need not wait
     env = {**os.environ, "DASK_DISTRIBUTED__DEPLOY__LOST_WORKER_TIMEOUT": "1s"}
@@ -302,9 +235,8 @@ def test_a_job_script_slurm_rejects_fails_before_anything(
     tmp_path: Path, option: tuple[str, str], reason: str
 ) -> None:
     """``sbatch --test-only`` first: exit 2, one line, no job queued, nothing written."""
-    write_spec(tmp_path, "r", "modes.py", MODES, [{"mode": "ok"}, {"mode": "ok2"}])
-    t0 = time.monotonic()
-    proc = run_cli(*SWEEP[3:], *option, cwd=tmp_path, timeout=60)
+    write_spec(tmp_path, "modes.py", name="r", table=[{"mode": "ok"}, {"mode": "ok2"}])
+    proc = run_cli(*SWEEP[3:], *option, cwd=tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines() == [
         f"ductaflow: error: --backend slurm: sbatch rejects the job script: "
@@ -313,30 +245,13 @@ def test_a_job_script_slurm_rejects_fails_before_anything(
     assert proc.stdout == ""
     assert not (tmp_path / "runs").exists(), sorted(map(str, (tmp_path / "runs").rglob("*")))
     assert not jobs_of(tmp_path, every_state=True), "a job was queued"
-    assert time.monotonic() - t0 < 30
-
-
-#: A run of ``seconds`` that says which Slurm job ran it.
-SLEEP_JOB = """\
-# %% tags=["parameters"]
-x = 0
-seconds = 0.0
-
-# %%
-import os
-import time
-
-with open("jobs.log", "a") as fh:
-    fh.write(os.environ.get("SLURM_JOB_ID", "") + "\\n")
-time.sleep(seconds)
-"""
 
 
 def test_a_worker_whose_job_is_nearly_up_takes_no_run_it_cannot_finish(tmp_path: Path) -> None:
     """``--slurm-time 1`` and three runs of 20 s on one worker: a job fits two of them. The
     worker drains after its second run and a fresh job runs the third; none is cut."""
-    write_spec(tmp_path, "t", "sleep.py", SLEEP_JOB, [{"x": x, "seconds": 20} for x in (1, 2, 3)])
-    proc = run_cli(*SWEEP[3:], "-j", "1", "--slurm-time", "1", cwd=tmp_path, timeout=400)
+    write_spec(tmp_path, "jobs.py", name="t", table=[{"x": x, "seconds": 20} for x in (1, 2, 3)])
+    proc = run_cli(*SWEEP[3:], "-j", "1", "--slurm-time", "1", cwd=tmp_path, timeout=280)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "t: ok: 3 ok, 0 failed, 0 timeout, 0 died, 0 interrupted" in proc.stdout
     root = tmp_path / "runs"
@@ -353,24 +268,9 @@ def test_a_worker_whose_job_is_nearly_up_takes_no_run_it_cannot_finish(tmp_path:
     assert [r["attempts"] for r in index_rows(root)] == ["1"] * 3
 
 
-#: A quick run that says which process started its kernel.
-KERNEL_PARENT = """\
-# %% tags=["parameters"]
-x = 0
-
-# %%
-import os
-
-import ductaflow
-
-ductaflow.record("kernel_parent", os.getppid())
-ductaflow.record("job", os.environ.get("SLURM_JOB_ID", ""))
-"""
-
-
 def test_a_slurm_worker_forks_warm_kernels_from_one_zygote_for_its_job(tmp_path: Path) -> None:
-    write_spec(tmp_path, "z", "parent.py", KERNEL_PARENT, [{"x": x} for x in range(4)])
-    proc = run_cli(*SWEEP[3:], "-j", "1", "--preload", "json", cwd=tmp_path, timeout=300)
+    write_spec(tmp_path, "kernel_parent.py", name="z", table=[{"x": x} for x in range(4)])
+    proc = run_cli(*SWEEP[3:], "-j", "1", "--preload", "json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     root = tmp_path / "runs"
     rows = sorted(index_rows(root), key=lambda r: r["started"])
@@ -380,6 +280,4 @@ def test_a_slurm_worker_forks_warm_kernels_from_one_zygote_for_its_job(tmp_path:
     parents = {r["result.kernel_parent"] for r in rows}
     assert len(parents) == 1, parents
     assert parents != {str(s["pid"]) for s in statuses}, "the kernels were not forked"
-    starts = [s["flows"][0]["kernel_start_s"] for s in statuses]
-    # the first kernel waits for the zygote to import ipykernel; the later ones only fork
-    assert max(starts[1:]) < starts[0], starts
+    # (that a forked kernel starts faster than the first is a speed: benchmarks/, not here)

@@ -18,7 +18,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from helpers import kernels_under, wait_for
+from helpers import FLOWS, kernels_under, wait_for, wait_no_kernels
 
 from ductaflow.engine import execute_run
 from ductaflow.errors import ConfigError
@@ -36,59 +36,6 @@ pytestmark = [
 #: The environment the engine gives a kernel, for tests that start one without the engine.
 KERNEL_ENV = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
 
-STATE = """# %%
-import json, os, sys
-print(json.dumps({"cwd": os.getcwd(), "var": "LEAK" in globals(),
-                  "attr": hasattr(json, "df_leak"), "pid": os.getpid(), "ppid": os.getppid()}))
-# %%
-LEAK = 1
-json.df_leak = 1
-"""
-
-RANDOM = """# %%
-import sys
-preloaded = "numpy" in sys.modules
-import random
-import numpy
-print(preloaded, random.random(), numpy.random.random())
-"""
-
-PIDS = """# %%
-import os, pathlib
-pathlib.Path("pids").write_text(f"{os.getpid()} {os.getppid()}")
-# %%
-import time
-time.sleep(SLEEP)
-"""
-
-DIES = """# %%
-import os, pathlib, subprocess
-child = subprocess.Popen(["sleep", "60"])
-pathlib.Path("child").write_text(str(child.pid))
-os._exit(1)
-"""
-
-SAME = """# %% tags=["parameters"]
-alpha = 1
-# %%
-import json, os, sys
-print(os.getcwd())
-print(json.dumps(dict(os.environ), sort_keys=True))
-print(sys.argv[0], sys.argv[3:], sys.path, sys.orig_argv[1:3])
-print(__name__, type(get_ipython()).__name__, sorted(k for k in globals() if k[0] != "_"))
-print("to stderr", file=sys.stderr)
-# %%
-alpha * 2
-# %%
-from IPython.display import Markdown, display
-display(Markdown("**bold**"))
-import numpy
-numpy.random.default_rng(alpha).random(3)
-# %%
-import ductaflow.flowapi
-ductaflow.flowapi.__name__
-"""
-
 
 @pytest.fixture(scope="module")
 def registry() -> Iterator[ZygoteRegistry]:
@@ -98,10 +45,9 @@ def registry() -> Iterator[ZygoteRegistry]:
     reg.close()
 
 
-def write_flow(directory: Path, source: str, name: str = "flow") -> FlowRef:
-    path = directory / f"{name}.py"
-    path.write_text(source, encoding="utf-8")
-    return FlowRef.from_path(path)
+def flow(name: str) -> FlowRef:
+    """A flow of ``tests/flows/``."""
+    return FlowRef.from_path(FLOWS / name)
 
 
 def run(run_dir: Path, ref: FlowRef, starter: Any, timeout: float = 30, **config: Any) -> RunResult:
@@ -131,7 +77,7 @@ def alive(pid: int) -> bool:
 def test_each_run_has_its_own_process_and_clean_state(
     tmp_path: Path, registry: ZygoteRegistry
 ) -> None:
-    ref = write_flow(tmp_path, STATE)
+    ref = flow("state.py")
     starter = WarmStarter(registry=registry)
     seen = []
     for i in range(2):
@@ -147,7 +93,7 @@ def test_each_run_has_its_own_process_and_clean_state(
 
 
 def test_runs_draw_different_random_numbers(tmp_path: Path, registry: ZygoteRegistry) -> None:
-    ref = write_flow(tmp_path, RANDOM)
+    ref = flow("draws.py")
     starter = WarmStarter(["numpy.random"], registry=registry)  # numpy loads it lazily
     draws = []
     for i in range(2):
@@ -164,17 +110,16 @@ def test_dead_kernel_and_cell_timeout_are_recorded(
     tmp_path: Path, registry: ZygoteRegistry
 ) -> None:
     starter = WarmStarter(registry=registry)
-    died = run(tmp_path / "died", write_flow(tmp_path, DIES), starter)
+    died = run(tmp_path / "died", flow("dies.py"), starter)
     assert died.status == "died"
     assert "the kernel exited with code 1" in (died.error or "")
     child = int((tmp_path / "died" / "child").read_text())
     wait_for(lambda: not alive(child), 60, "what the dead kernel started to be killed too")
 
     # past pytest's own timeout: only the cell timeout can end this run in time
-    hang = write_flow(tmp_path, "# %%\nimport time\ntime.sleep(600)\n", "hang")
-    slow = run(tmp_path / "slow", hang, starter, timeout=1)
+    slow = run(tmp_path / "slow", flow("hang.py"), starter, timeout=1, sleep=600)
     assert slow.status == "timeout"
-    assert not kernels_under(tmp_path)
+    assert not wait_no_kernels(tmp_path)
 
 
 def test_interrupt_reaches_the_cell(tmp_path: Path, registry: ZygoteRegistry) -> None:
@@ -207,7 +152,7 @@ def test_interrupt_reaches_the_cell(tmp_path: Path, registry: ZygoteRegistry) ->
 def test_no_process_is_left_after_runs(tmp_path: Path) -> None:
     reg = ZygoteRegistry()
     starter = WarmStarter(registry=reg)
-    ref = write_flow(tmp_path, PIDS.replace("SLEEP", "0"))
+    ref = flow("pids.py")
     kernels = []
     for i in range(4):
         result = run(tmp_path / f"r{i}", ref, starter)
@@ -224,7 +169,7 @@ def test_no_process_is_left_after_runs(tmp_path: Path) -> None:
 def test_a_killed_zygote_is_replaced(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     reg = ZygoteRegistry()
     starter = WarmStarter(registry=reg)
-    ref = write_flow(tmp_path, PIDS.replace("SLEEP", "0"))
+    ref = flow("pids.py")
     try:
         assert run(tmp_path / "r1", ref, starter).status == "ok"
         (old,) = reg.zygote_pids
@@ -253,9 +198,7 @@ def test_a_zygote_killed_mid_run_takes_its_kernel_along(tmp_path: Path) -> None:
     killer = threading.Thread(target=kill_zygote)
     killer.start()
     try:
-        result = run(
-            run_dir, write_flow(tmp_path, PIDS.replace("SLEEP", "60")), WarmStarter(registry=reg)
-        )
+        result = run(run_dir, flow("pids.py"), WarmStarter(registry=reg), sleep=60)
     finally:
         killer.join()
         reg.close()
@@ -273,14 +216,15 @@ from pathlib import Path
 from ductaflow.engine import execute_run
 from ductaflow.spec import FlowRef, RunSpec
 from ductaflow.warm import WarmStarter
-spec = RunSpec(run_dir=Path(sys.argv[1]), config={}, flows=(FlowRef.from_path(sys.argv[2]),))
+flows = (FlowRef.from_path(sys.argv[2]),)
+spec = RunSpec(run_dir=Path(sys.argv[1]), config={"sleep": 60}, flows=flows)
 execute_run(spec, starter=WarmStarter())
 """
 
 
 def test_kernels_and_zygote_die_with_their_owner(tmp_path: Path) -> None:
     run_dir = tmp_path / "r"
-    ref = write_flow(tmp_path, PIDS.replace("SLEEP", "60"))
+    ref = flow("pids.py")
     owner = subprocess.Popen([sys.executable, "-c", OWNER, str(run_dir), str(ref.path)])
     try:
         wait_for((run_dir / "pids").exists, 60, "the kernel to start")
@@ -292,7 +236,7 @@ def test_kernels_and_zygote_die_with_their_owner(tmp_path: Path) -> None:
 
 
 def test_warm_and_standard_kernels_give_the_same_notebook(tmp_path: Path) -> None:
-    ref = write_flow(tmp_path, SAME)
+    ref = flow("same.py")
     run_dir = tmp_path / "r"
     reg = ZygoteRegistry()
     notebooks = {}
@@ -309,8 +253,9 @@ def test_warm_and_standard_kernels_give_the_same_notebook(tmp_path: Path) -> Non
         return [(c.source, c.get("execution_count"), c.get("outputs")) for c in nb.cells]
 
     assert cells(notebooks["warm"]) == cells(notebooks["standard"])
-    printed = "".join(notebooks["warm"].cells[3].outputs[0].text)
-    assert "to stderr" in "".join(o.get("text", "") for o in notebooks["warm"].cells[3].outputs)
+    (shown,) = [c for c in notebooks["warm"].cells if "print(os.getcwd())" in c.source]
+    printed = "".join(shown.outputs[0].text)
+    assert "to stderr" in "".join(o.get("text", "") for o in shown.outputs)
     assert str(run_dir) in printed
 
 
@@ -360,10 +305,9 @@ def test_preloads_that_fail_or_start_threads_are_left_out(
     monkeypatch.setenv("PYTHONPATH", str(modules))
     reg = ZygoteRegistry()
     starter = WarmStarter(["df_threads", "df_no_such_module", "csv"], registry=reg)
-    flow = "# %%\nimport os, sys\nprint([m in sys.modules for m in ('df_threads', 'csv')])\n"
     try:
         with caplog.at_level(logging.WARNING, logger="ductaflow"):
-            result = run(tmp_path / "r", write_flow(tmp_path, flow), starter)
+            result = run(tmp_path / "r", flow("preloaded.py"), starter)
         assert result.status == "ok", result.error
         assert outputs(result)[0].strip() == "[False, True]"
         assert len(reg.zygote_pids) == 1
@@ -381,7 +325,7 @@ def test_a_zygote_that_cannot_start_leaves_kernels_to_the_standard_start(
     (modules / "df_crash.py").write_text("import os\nos._exit(3)\n")
     monkeypatch.setenv("PYTHONPATH", str(modules))
     reg = ZygoteRegistry()
-    ref = write_flow(tmp_path, PIDS.replace("SLEEP", "0"))
+    ref = flow("pids.py")
     try:
         with caplog.at_level(logging.WARNING, logger="ductaflow"):
             for i in range(2):
@@ -462,7 +406,7 @@ def test_a_prestarted_zygote_serves_the_first_run(tmp_path: Path) -> None:
     """``prestart`` returns at once; the zygote it boots is the one the engine's first kernel is
     forked from (same key: the engine's kernel environment), not a second one."""
     reg = ZygoteRegistry()
-    ref = write_flow(tmp_path, PIDS.replace("SLEEP", "0"))
+    ref = flow("pids.py")
     starter = WarmStarter(registry=reg)
     try:
         thread = reg.prestart()
@@ -480,7 +424,7 @@ def test_a_prestarted_zygote_serves_the_first_run(tmp_path: Path) -> None:
 
 def test_a_run_that_starts_while_the_zygote_boots_waits_for_it(tmp_path: Path) -> None:
     reg = ZygoteRegistry()
-    ref = write_flow(tmp_path, PIDS.replace("SLEEP", "0"))
+    ref = flow("pids.py")
     starter = WarmStarter(registry=reg)
     try:
         starter.prestart()  # the run below begins while the zygote is still importing
@@ -503,7 +447,7 @@ def test_a_prestart_that_fails_leaves_runs_to_the_standard_start(
     monkeypatch.setenv("PYTHONPATH", str(modules))
     reg = ZygoteRegistry()
     starter = WarmStarter(["df_crash"], registry=reg)
-    ref = write_flow(tmp_path, PIDS.replace("SLEEP", "0"))
+    ref = flow("pids.py")
     try:
         reg.prestart(preload=["df_crash"]).join(60)
         with caplog.at_level(logging.WARNING, logger="ductaflow"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,11 +17,22 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import run_cli
 from faultkit import copy_flow, index_rows, write_flow, write_spec
+from helpers import DEADLINE, run_cli, wait_for
 
 from ductaflow.index import IndexFile, build_row
 from ductaflow.rundir import RunLock, file_lock, read_status, write_json
+
+
+def waits_for_lock(path: Path) -> bool:
+    """Whether a thread of this process is blocked in ``flock`` on ``path`` (``/proc/locks``
+    lists a blocked request as ``-> FLOCK ... PID MAJOR:MINOR:INODE``)."""
+    inode = str(path.stat().st_ino)
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields and fields[-4] == str(os.getpid()) and fields[-3].split(":")[-1] == inode:
+            return True
+    return False
 
 
 def test_a_rebuild_waits_for_the_lock_before_it_scans(tmp_path: Path) -> None:
@@ -41,7 +53,8 @@ def test_a_rebuild_waits_for_the_lock_before_it_scans(tmp_path: Path) -> None:
     with file_lock(root / ".index.lock"):  # a worker appending, as a rebuild starts
         rebuild = threading.Thread(target=index.rebuild)
         rebuild.start()
-        time.sleep(1.0)
+        # the rebuild is blocked on the lock (an event, not a pause it hopefully reached it in)
+        wait_for(lambda: waits_for_lock(root / ".index.lock"), what="the rebuild to wait")
         # meanwhile: `second` finishes, a new run finishes, both append their rows
         write_json(second / "status.json", finished)
         claim.release()
@@ -55,7 +68,7 @@ def test_a_rebuild_waits_for_the_lock_before_it_scans(tmp_path: Path) -> None:
                 row = build_row(run_dir, read_status(run_dir))
                 row["run_dir"] = index.key(row["run_dir"])
                 writer.writerow([row.get(c, "") for c in header])
-    rebuild.join(30)
+    rebuild.join(DEADLINE)
     rows = {r["run"]: r["status"] for r in index_rows(root)}
     assert rows == {first.name: "ok", second.name: "ok", newcomer.name: "ok"}, rows
 
