@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError, StorageError
+from .errors import ConfigError, InputError, StorageError
 from .index import IndexFile, build_row, load_index
 from .lifecycle import settle, wait_for_run
 from .plan import Plan, plan_runs, recover_abandoned
@@ -176,7 +176,6 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
     if sweep.preload and not run_options.preload:
         run_options = dataclasses.replace(run_options, preload=sweep.preload)
     root = Path(opts.runs_root).absolute()
-    feed: TrialFeed | None = None
     if sweep.optimize is not None and (opts.force or opts.only):
         raise InputError(
             f"{sweep.source or sweep.name}: --force and --only do not apply to an optimize sweep "
@@ -184,6 +183,25 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
         )
     if sweep.optimize is not None and opts.dry_run:
         return SweepReport(sweep.name, root, Plan((), ()))  # the CLI says describe_optimize
+    # the zygote boots (another process) while the sweep is expanded, planned and checked
+    prestarted = None if opts.dry_run else _prestart(opts, run_options)
+    try:
+        return _execute(sweep, opts, run_options, root, t0, prestarted)
+    finally:
+        if prestarted is not None:  # unless the sweep forked its kernels: nothing left of it
+            prestarted.discard()
+
+
+def _execute(
+    sweep: Sweep | GivenRuns,
+    opts: SweepOptions,
+    run_options: RunOptions,
+    root: Path,
+    t0: float,
+    prestarted: _Prestarted | None,
+) -> SweepReport:
+    """``execute_sweep`` once the zygote is booting."""
+    feed: TrialFeed | None = None
     if sweep.optimize is not None:  # the study asks for the runs; its earlier trials are planned
         from .trials import TrialFeed
 
@@ -213,6 +231,8 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
     if opts.client is not None:
         backend_options["client"] = opts.client
     backend = get_backend(opts.backend, n_jobs, warm=run_options.warm, options=backend_options)
+    if prestarted is not None and not (run_options.warm and backend.name in IN_PROCESS):
+        prestarted.discard()  # its kernels start elsewhere, or the standard way
     if todo:
         backend.check()  # e.g. sbatch --test-only: a refusal leaves nothing behind
         # once per sweep, in the conductor; its hash goes in each run's status.json
@@ -267,6 +287,40 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
             report.report_path = conductor.live.refresh(force=True)
         report.wall_s = time.perf_counter() - t0
     return report
+
+
+#: backends running runs in the conductor's process (``Backend.name``): its zygote forks kernels
+IN_PROCESS = ("threading", "sequential")
+
+
+@dataclass
+class _Prestarted:
+    """A zygote booting for a sweep, before the sweep knows whether it will need it."""
+
+    registry: Any
+    thread: Any
+
+    def discard(self) -> None:
+        self.registry.discard(self.thread)
+
+
+def _prestart(opts: SweepOptions, run: RunOptions) -> _Prestarted | None:
+    """Begin booting the zygote this sweep's kernels will be forked from, when they will be
+    forked in this process (warm kernels on threads or in sequence, this Python's kernel)."""
+    from .backends import in_process
+
+    if not run.warm or run.kernel is not None or not sys.platform.startswith("linux"):
+        return None
+    if not in_process(opts.backend, max(1, opts.n_jobs or os.cpu_count() or 1), warm=True):
+        return None
+    from .zygotes import default_registry, valid_preload
+
+    try:
+        preload = valid_preload(run.preload)
+    except ConfigError:  # each run says what is wrong with it
+        return None
+    registry = default_registry()
+    return _Prestarted(registry, registry.prestart(preload=preload))
 
 
 def _with_environment(options: RunOptions, root: Path, specs: list[RunSpec]) -> RunOptions:

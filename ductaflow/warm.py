@@ -40,7 +40,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -55,7 +54,6 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import DottedObjectName, Type, default
 
-from .errors import ConfigError
 from .kernel import (
     KERNEL_ARGS,
     THIS_PYTHON,
@@ -70,6 +68,7 @@ from .zygotes import (
     default_registry,
     launch_env,
     note_once,
+    valid_preload,
 )
 
 __all__ = [
@@ -82,9 +81,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("ductaflow")
-
-#: A dotted module name, as ``--preload`` takes them.
-_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 class _ForkProvisioner(LocalProvisioner):
@@ -207,12 +203,7 @@ class WarmStarter(KernelStarter):
     def __init__(
         self, preload: Sequence[str] = (), *, registry: ZygoteRegistry | None = None
     ) -> None:
-        if isinstance(preload, str):
-            preload = [preload]
-        for name in preload:
-            if not isinstance(name, str) or not _MODULE_NAME.fullmatch(name):
-                raise ConfigError(f"--preload {name!r}: not a module name (e.g. pandas, numpy)")
-        self.preload = tuple(dict.fromkeys(preload))
+        self.preload = valid_preload(preload)
         self.registry = registry
 
     def __reduce__(self) -> tuple[Any, ...]:
