@@ -22,6 +22,7 @@ import logging
 import operator
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -268,6 +269,8 @@ def _execute(
     )  # fmt: skip
     configs = {s.run_dir: s.config for s in specs} if feed is None else feed.configs
     conductor = _Conductor(sweep.name, report, index, configs, opts, total=todo, feed=feed)
+    if opts.report or opts.live_report:  # its imports go while the runs execute, not after
+        threading.Thread(target=_prepare_report, name="ductaflow-report", daemon=True).start()
     bad_input = False
     try:
         with sweep_scratch(), conductor.logging_around_bar():  # no temporary outlives the sweep
@@ -287,6 +290,15 @@ def _execute(
             report.report_path = conductor.live.refresh(force=True)
         report.wall_s = time.perf_counter() - t0
     return report
+
+
+def _prepare_report() -> None:
+    from .report import prepare
+
+    try:
+        prepare()
+    except Exception as exc:  # said again, if it matters, by the report itself
+        log.debug("preparing the report: %s", exc)
 
 
 #: backends running runs in the conductor's process (``Backend.name``): its zygote forks kernels
