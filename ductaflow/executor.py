@@ -47,6 +47,7 @@ from .spec import (
     Outcome,
     RunOptions,
     RunSpec,
+    valid_preload,
 )
 from .sweep import Sweep
 
@@ -263,9 +264,10 @@ def _execute(
     since = now()
     from .task import run_task
 
+    ahead = _kernels_ahead(backend, run_options)
     task = functools.partial(
         run_task, options=run_options, force=opts.force, since=since, conductor=os.getpid(),
-        index_root=root, stop=backend.stop_event,
+        index_root=root, stop=backend.stop_event, ahead=ahead,
     )  # fmt: skip
     configs = {s.run_dir: s.config for s in specs} if feed is None else feed.configs
     conductor = _Conductor(sweep.name, report, index, configs, opts, total=todo, feed=feed)
@@ -273,7 +275,9 @@ def _execute(
         threading.Thread(target=_prepare_report, name="ductaflow-report", daemon=True).start()
     bad_input = False
     try:
-        with sweep_scratch(), conductor.logging_around_bar():  # no temporary outlives the sweep
+        # no temporary outlives the sweep, nor a kernel forked ahead that no run adopted
+        closing = contextlib.closing(ahead) if ahead is not None else contextlib.nullcontext()
+        with sweep_scratch(), conductor.logging_around_bar(), closing:
             conductor.drive(backend, task, plan.to_run if feed is None else feed, since)
     except InputError:  # the backend cannot start: exit 2 in one line, no report of nothing
         bad_input = True
@@ -290,6 +294,19 @@ def _execute(
             report.report_path = conductor.live.refresh(force=True)
         report.wall_s = time.perf_counter() - t0
     return report
+
+
+def _kernels_ahead(backend: Backend, run: RunOptions) -> Any:
+    """Fork each run's kernel while the run before it on its thread executes (``KernelsAhead``):
+    for warm kernels of this Python on the threads backend, where this process forks them."""
+    if not run.warm or run.kernel is not None or backend.name != "threading":
+        return None
+    from .task import start_ahead
+    from .warm import KernelsAhead
+
+    ahead = KernelsAhead(run.preload)
+    backend.ahead = functools.partial(start_ahead, options=run, ahead=ahead)  # type: ignore[attr-defined]
+    return ahead
 
 
 def _prepare_report() -> None:
@@ -325,7 +342,7 @@ def _prestart(opts: SweepOptions, run: RunOptions) -> _Prestarted | None:
         return None
     if not in_process(opts.backend, max(1, opts.n_jobs or os.cpu_count() or 1), warm=True):
         return None
-    from .zygotes import default_registry, valid_preload
+    from .zygotes import default_registry
 
     try:
         preload = valid_preload(run.preload)

@@ -34,7 +34,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
 from .process import describe_exit, scratch_dir
 from .zygote import BOOT
 
@@ -51,7 +50,6 @@ __all__ = [
     "default_registry",
     "launch_env",
     "note_once",
-    "valid_preload",
 ]
 
 log = logging.getLogger("ductaflow")
@@ -353,21 +351,6 @@ def launch_env(env: Mapping[str, str]) -> dict[str, str]:
     """The environment a forked kernel is launched with: ``env``, and ``JPY_PARENT_PID`` as
     jupyter_client's launcher sets it. Zygotes are keyed by it (less the per-run variables)."""
     return {**env, "JPY_PARENT_PID": str(os.getpid())}
-
-
-#: A dotted module name, as ``--preload`` takes them.
-MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
-
-
-def valid_preload(preload: Sequence[str]) -> tuple[str, ...]:
-    """A preload list as zygotes are keyed by it (each name once); ConfigError for a name that
-    is not a module name."""
-    if isinstance(preload, str):
-        preload = [preload]
-    for name in preload:
-        if not isinstance(name, str) or not MODULE_NAME.fullmatch(name):
-            raise ConfigError(f"--preload {name!r}: not a module name (e.g. pandas, numpy)")
-    return tuple(dict.fromkeys(preload))
 
 
 def _zygote_key(env: Mapping[str, str], preload: Sequence[str]) -> tuple[Any, ...]:

@@ -437,7 +437,7 @@ print(json.dumps({{"ours": ours, "others": others}}))
 
 
 #: what the registry's module brings (the zygote's, and the error hierarchy)
-ZYGOTES_OWNER = ["ductaflow.errors", "ductaflow.process", "ductaflow.zygote", "ductaflow.zygotes"]
+ZYGOTES_OWNER = ["ductaflow.process", "ductaflow.zygote", "ductaflow.zygotes"]
 
 
 @pytest.mark.parametrize(
