@@ -37,6 +37,7 @@ kernels inherit the zygote's.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -44,7 +45,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
@@ -231,13 +232,13 @@ class KernelsAhead:
         km = _manager(Path(work_dir))
         km.provisioner = _ForkProvisioner(kernel_id=None, kernel_spec=km.kernel_spec, parent=km)
         try:  # what a start does before its launch: connection file, command, environment
-            prepared = km.pre_start_kernel(cwd=where, env=dict(env), extra_arguments=[*KERNEL_ARGS])
-            cmd, kw = asyncio.run(prepared)
+            cmd, kw = _run_apart(km.pre_start_kernel, cwd=where, env=dict(env),
+                                 extra_arguments=[*KERNEL_ARGS])  # fmt: skip
             launch = launch_env(kw["env"])
             zygote = self.registry.zygote_for(launch, self.preload)  # it runs: no wait
             args = _launcher_args(cmd)
             kernel = zygote.spawn(args, where, launch, Path(work_dir) / "kernel.log")
-        except Exception as exc:  # e.g. OSError; asyncio.run in a thread running a loop
+        except Exception as exc:  # e.g. OSError
             log.debug("warm kernels: no kernel forked ahead for %s: %s", where, exc)
             shutil.rmtree(work_dir, ignore_errors=True)
             if made:
@@ -394,6 +395,17 @@ class WarmStarter(KernelStarter):
                     provisioner.process.kill()
             raise
         return km
+
+
+def _run_apart(function: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
+    """``function(**kwargs)`` awaited in an event loop of its own; in a thread of its own when
+    this one runs a loop already (a sweep conducted from a notebook)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(function(**kwargs))
+    with concurrent.futures.ThreadPoolExecutor(1) as aside:
+        return aside.submit(lambda: asyncio.run(function(**kwargs))).result()
 
 
 def _manager(sock_dir: Path) -> _WarmKernelManager:

@@ -74,12 +74,13 @@ def test_a_discarded_prestart_is_killed_while_it_boots_and_leaves_warm_kernels_o
     tmp_path: Path,
 ) -> None:
     reg = ZygoteRegistry()
+    others = set(zygotes_of(os.getpid()))  # other tests' registries in this process
     try:
         thread = reg.prestart()
         reg.discard(thread)  # at once: the zygote is still importing ipykernel
         assert not thread.is_alive()
         assert reg.zygote_pids == []
-        assert zygotes_of(os.getpid()) == []
+        assert set(zygotes_of(os.getpid())) <= others
         # a discard is no failure: the next kernel is still forked from a (new) zygote
         spec = RunSpec(run_dir=tmp_path / "r", config={}, flows=(write_flow(tmp_path),))
         result = execute_run(spec, RunOptions(), starter=WarmStarter(registry=reg))
@@ -136,6 +137,7 @@ def test_a_warm_sweep_forks_its_kernels_from_the_zygote_it_prestarted(
 @pytest.mark.parametrize("case", ["all done", "one run per worker", "loky"])
 def test_a_sweep_that_needs_no_zygote_leaves_none(tmp_path: Path, case: str) -> None:
     default_registry().close()
+    others = set(zygotes_of(os.getpid()))  # other tests' registries in this process
     runs = 2 if case == "one run per worker" else 3
     backend = "loky" if case == "loky" else None
     options = SweepOptions(tmp_path / "runs", 2, progress=False, backend=backend)
@@ -145,7 +147,7 @@ def test_a_sweep_that_needs_no_zygote_leaves_none(tmp_path: Path, case: str) -> 
     report = execute_sweep(sweep_of(tmp_path, runs), options)
     assert report.ok
     assert default_registry().zygote_pids == []
-    assert zygotes_of(os.getpid()) == []
+    assert set(zygotes_of(os.getpid())) <= others
     rows = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "s").glob("*/status.json")]
     assert len(rows) == runs and all(r["status"] == "ok" for r in rows)
 
