@@ -428,6 +428,10 @@ class ZygoteRegistry:
         """
         kernel_env = launch_env({**os.environ, **ENGINE_KERNEL_ENV} if env is None else env)
         kernel_env.pop("PYTHONEXECUTABLE", None)  # as jupyter_client drops it for Python kernels
+        key = _zygote_key(kernel_env, preload)
+        for thread, known in self._prestarts.items():
+            if known == key:  # begun already (the CLI begins it before its own imports)
+                return thread
 
         def start() -> None:
             try:
@@ -436,7 +440,7 @@ class ZygoteRegistry:
                 log.debug("warm kernels: prestarting a zygote: %s", exc)
 
         thread = threading.Thread(target=start, name="ductaflow-zygote-prestart", daemon=True)
-        self._prestarts[thread] = _zygote_key(kernel_env, preload)
+        self._prestarts[thread] = key
         log.debug("warm kernels: prestarting a zygote (preload %s)", list(preload) or "none")
         thread.start()
         return thread
@@ -453,6 +457,7 @@ class ZygoteRegistry:
             self._discarded.add(key)
             booting = self._booting.get(key)
         if booting is not None:
+            log.debug("warm kernels: the zygote is not needed; killing it while it boots")
             with contextlib.suppress(OSError):
                 booting.kill()
         prestarted.join()
@@ -463,6 +468,7 @@ class ZygoteRegistry:
             if zygote is None or zygote.forked:
                 return
             del self._zygotes[key]
+        log.debug("warm kernels: the zygote is not needed; closing it")
         zygote.close()
 
     def zygote_for(self, env: Mapping[str, str], preload: Sequence[str] = ()) -> Zygote:

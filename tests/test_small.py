@@ -18,6 +18,7 @@ from helpers import (
     kernels_under,
     read_json,
     release,
+    run_cli,
     started,
     wait_for,
     wait_no_kernels,
@@ -249,3 +250,27 @@ def test_a_kernel_forked_ahead_for_a_run_that_does_not_run_is_killed(tmp_path: P
 def ahead_under(tmp_path: Path, specs: list[RunSpec]) -> list[int] | None:
     found = [kernels_under(s.run_dir) if s.run_dir.exists() else [] for s in specs]
     return [f[0] for f in found] if all(len(f) == 1 for f in found) else None
+
+
+def test_the_cli_begins_the_zygote_before_its_imports_and_the_sweep_uses_that_one(
+    tmp_path: Path,
+) -> None:
+    """``ductaflow sweep`` prestarts before it imports the executor; the sweep finds that boot
+    (one prestart in the log, not two) and forks every kernel from that one zygote."""
+    write_spec(tmp_path, "hold.py", grid={"x": [0, 1, 2]})
+    proc = run_cli("-vv", "sweep", "spec.json", "-j", "2", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("prestarting a zygote") == 1
+    records = [read_json(p) for p in (tmp_path / "runs" / "s").glob("*/results.json")]
+    assert len(records) == 3 and all(r["forked"] for r in records)
+    assert len({r["kernel_ppid"] for r in records}) == 1
+
+
+def test_a_cli_sweep_with_nothing_to_run_kills_the_zygote_it_began(tmp_path: Path) -> None:
+    write_spec(tmp_path, "hold.py", grid={"x": [0, 1, 2]})
+    assert run_cli("sweep", "spec.json", "-j", "2", cwd=tmp_path).returncode == 0
+    again = run_cli("-vv", "sweep", "spec.json", "-j", "2", "--no-progress", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "3 skipped" in again.stdout
+    # killed while it booted, or closed had it booted: not left to exit with the process
+    assert "the zygote is not needed" in again.stderr
