@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -301,6 +302,48 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    early = _prestart_zygote(args)
+    try:
+        return _sweep(args)
+    finally:
+        if early is not None:  # unless the sweep forked its kernels from it: nothing left of it
+            early[0].discard(early[1])
+
+
+def _prestart_zygote(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    """Begin booting the zygote before the sweep's own imports, when its kernels will be
+    forked in this process; ``execute_sweep`` finds it booting (``ZygoteRegistry.prestart``)."""
+    in_process = args.backend in (None, "threading", "sequential") or (
+        args.jobs == 1 and args.backend == "loky"
+    )
+    if args.no_warm or args.kernel or args.dry_run or not in_process:
+        return None
+    try:
+        preload = _modules(args.preload) if args.preload else _spec_preload(args.spec)
+    except InputError:
+        return None  # the sweep says what is wrong
+    if preload is None or not sys.platform.startswith("linux"):
+        return None
+    from .zygotes import default_registry
+
+    registry = default_registry()
+    return registry, registry.prestart(preload=tuple(dict.fromkeys(preload)))
+
+
+def _spec_preload(spec: Path) -> tuple[str, ...] | None:
+    """A JSON spec's ``preload`` list, read ahead of the sweep; None if it is not one."""
+    if spec.suffix.lower() != ".json":
+        return ()
+    try:
+        preload = json.loads(spec.read_text(encoding="utf-8")).get("preload", [])
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(preload, list) or not all(isinstance(m, str) for m in preload):
+        return None
+    return _modules(",".join(preload))
+
+
+def _sweep(args: argparse.Namespace) -> int:
     from .executor import SweepOptions, execute_sweep
     from .spec import RunOptions
     from .sweep import Sweep

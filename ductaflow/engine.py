@@ -52,7 +52,7 @@ from .spec import (
     RunWarning,
 )
 
-__all__ = ["RunInterrupted", "execute_run", "run_flow"]
+__all__ = ["RunInterrupted", "execute_run", "first_kernel", "kernel_env", "run_flow"]
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -214,6 +214,24 @@ async def _execute_flow(
     return result, [*warnings, *capture.warnings]
 
 
+def kernel_env(run_dir: Path, ref: FlowRef) -> dict[str, str]:
+    """The environment of the kernel that runs flow ``ref`` in ``run_dir``."""
+    return {
+        **os.environ,
+        "DUCTAFLOW_RUN_DIR": str(run_dir),
+        "DUCTAFLOW_FLOW": str(ref.path),
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    }
+
+
+def first_kernel(spec: RunSpec, options: RunOptions) -> dict[str, str] | None:
+    """The environment of the run's first kernel, when a ``WarmStarter`` starts it (None when
+    the flow brings its own kernelspec)."""
+    if options.kernel is None and flow_kernel(spec.flows[0].facts, None) is not None:
+        return None
+    return kernel_env(spec.run_dir, spec.flows[0])
+
+
 async def _run_cells(
     state: _Flow,
     spec: RunSpec,
@@ -224,12 +242,7 @@ async def _run_cells(
 ) -> None:
     """Start the flow's kernel in the run directory and execute its code cells in order."""
     run_dir = spec.run_dir
-    env = {
-        **os.environ,
-        "DUCTAFLOW_RUN_DIR": str(run_dir),
-        "DUCTAFLOW_FLOW": str(state.ref.path),
-        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-    }
+    env = kernel_env(run_dir, state.ref)
     startup = STARTUP_TIMEOUT
     if deadline is not None:
         startup = max(0.1, min(startup, deadline - time.monotonic()))

@@ -22,6 +22,7 @@ import logging
 import operator
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError, StorageError
+from .errors import ConfigError, InputError, StorageError
 from .index import IndexFile, build_row, load_index
 from .lifecycle import settle, wait_for_run
 from .plan import Plan, plan_runs, recover_abandoned
@@ -47,6 +48,7 @@ from .spec import (
     Outcome,
     RunOptions,
     RunSpec,
+    valid_preload,
 )
 from .sweep import Sweep
 
@@ -177,7 +179,6 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
     if sweep.preload and not run_options.preload:
         run_options = dataclasses.replace(run_options, preload=sweep.preload)
     root = Path(opts.runs_root).absolute()
-    feed: TrialFeed | None = None
     if sweep.optimize is not None and (opts.force or opts.only):
         raise InputError(
             f"{sweep.source or sweep.name}: --force and --only do not apply to an optimize sweep "
@@ -185,6 +186,25 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
         )
     if sweep.optimize is not None and opts.dry_run:
         return SweepReport(sweep.name, root, Plan((), ()))  # the CLI says describe_optimize
+    # the zygote boots (another process) while the sweep is expanded, planned and checked
+    prestarted = None if opts.dry_run else _prestart(opts, run_options)
+    try:
+        return _execute(sweep, opts, run_options, root, t0, prestarted)
+    finally:
+        if prestarted is not None:  # unless the sweep forked its kernels: nothing left of it
+            prestarted.discard()
+
+
+def _execute(
+    sweep: Sweep | GivenRuns,
+    opts: SweepOptions,
+    run_options: RunOptions,
+    root: Path,
+    t0: float,
+    prestarted: _Prestarted | None,
+) -> SweepReport:
+    """``execute_sweep`` once the zygote is booting."""
+    feed: TrialFeed | None = None
     if sweep.optimize is not None:  # the study asks for the runs; its earlier trials are planned
         from .trials import TrialFeed
 
@@ -216,6 +236,8 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
     if opts.client is not None:
         backend_options["client"] = opts.client
     backend = get_backend(opts.backend, n_jobs, warm=run_options.warm, options=backend_options)
+    if prestarted is not None and not (run_options.warm and backend.name in IN_PROCESS):
+        prestarted.discard()  # its kernels start elsewhere, or the standard way
     if todo:
         backend.check()  # e.g. sbatch --test-only: a refusal leaves nothing behind
         # once per sweep, in the conductor; its hash goes in each run's status.json
@@ -245,15 +267,20 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
     since = now()
     from .task import run_task
 
+    ahead = _kernels_ahead(backend, run_options)
     task = functools.partial(
         run_task, options=run_options, force=opts.force, since=since, conductor=os.getpid(),
-        index_root=root, stop=backend.stop_event,
+        index_root=root, stop=backend.stop_event, ahead=ahead,
     )  # fmt: skip
     configs = {s.run_dir: s.config for s in specs} if feed is None else feed.configs
     conductor = _Conductor(sweep.name, report, index, configs, opts, total=todo, feed=feed)
+    if opts.report or opts.live_report:  # its imports go while the runs execute, not after
+        threading.Thread(target=_prepare_report, name="ductaflow-report", daemon=True).start()
     bad_input = False
     try:
-        with sweep_scratch(), conductor.logging_around_bar():  # no temporary outlives the sweep
+        # no temporary outlives the sweep, nor a kernel forked ahead that no run adopted
+        closing = contextlib.closing(ahead) if ahead is not None else contextlib.nullcontext()
+        with sweep_scratch(), conductor.logging_around_bar(), closing:
             conductor.drive(backend, task, plan.to_run if feed is None else feed, since)
     except InputError:  # the backend cannot start: exit 2 in one line, no report of nothing
         bad_input = True
@@ -272,6 +299,62 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
             report.report_path = conductor.live.refresh(force=True)
         report.wall_s = time.perf_counter() - t0
     return report
+
+
+def _kernels_ahead(backend: Backend, run: RunOptions) -> Any:
+    """Fork each run's kernel while the run before it on its thread executes (``KernelsAhead``):
+    for warm kernels of this Python on the threads backend, where this process forks them."""
+    if not run.warm or run.kernel is not None or backend.name != "threading":
+        return None
+    from .task import start_ahead
+    from .warm import KernelsAhead
+
+    ahead = KernelsAhead(run.preload)
+    backend.ahead = functools.partial(start_ahead, options=run, ahead=ahead)  # type: ignore[attr-defined]
+    return ahead
+
+
+def _prepare_report() -> None:
+    from .report import prepare
+
+    try:
+        prepare()
+    except Exception as exc:  # said again, if it matters, by the report itself
+        log.debug("preparing the report: %s", exc)
+
+
+#: backends running runs in the conductor's process (``Backend.name``): its zygote forks kernels
+IN_PROCESS = ("threading", "sequential")
+
+
+@dataclass
+class _Prestarted:
+    """A zygote booting for a sweep, before the sweep knows whether it will need it."""
+
+    registry: Any
+    thread: Any
+
+    def discard(self) -> None:
+        self.registry.discard(self.thread)
+
+
+def _prestart(opts: SweepOptions, run: RunOptions) -> _Prestarted | None:
+    """Begin booting the zygote this sweep's kernels will be forked from, when they will be
+    forked in this process (warm kernels on threads or in sequence, this Python's kernel)."""
+    from .backends import in_process
+
+    if not run.warm or run.kernel is not None or not sys.platform.startswith("linux"):
+        return None
+    if not in_process(opts.backend, max(1, opts.n_jobs or os.cpu_count() or 1), warm=True):
+        return None
+    from .zygotes import default_registry
+
+    try:
+        preload = valid_preload(run.preload)
+    except ConfigError:  # each run says what is wrong with it
+        return None
+    registry = default_registry()
+    return _Prestarted(registry, registry.prestart(preload=preload))
 
 
 def _lhs_replanned(sweep: Sweep | GivenRuns, root: Path, specs: list[RunSpec]) -> str | None:

@@ -45,6 +45,7 @@ __all__ = [
     "ThisPythonSpecs",
     "check_kernel_name",
     "open_kernel",
+    "socket_dir",
 ]
 
 #: Seconds a kernel may take to start and answer before the run is recorded as ``died``.
@@ -85,7 +86,7 @@ def check_kernel_name(name: str | None) -> None:
         ) from None
 
 
-def _socket_dir() -> str:
+def socket_dir() -> str:
     """A private directory short enough for Unix socket paths (at most ~100 bytes), in the
     sweep's scratch directory, which goes with the sweep whatever ends it (``process``)."""
     return tempfile.mkdtemp(prefix="df-", dir=scratch_dir())
@@ -199,7 +200,7 @@ async def open_kernel(
     startup_timeout: float = STARTUP_TIMEOUT,
 ) -> Kernel:
     """Start a kernel and wait until it answers; raise ExecutionError if it never does."""
-    work_dir = _socket_dir()
+    work_dir = socket_dir()
     log_path = Path(work_dir) / "kernel.log"
     t0 = time.perf_counter()
     km: AsyncKernelManager | None = None

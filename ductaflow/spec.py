@@ -7,7 +7,8 @@ back, so every backend can pickle them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from .checks import FlowFacts, load_flow
 from .config import config_hash
+from .errors import ConfigError
 
 __all__ = [
     "BUSY",
@@ -30,6 +32,7 @@ __all__ = [
     "RunSpec",
     "RunWarning",
     "count_warnings",
+    "valid_preload",
 ]
 
 OK = "ok"
@@ -282,3 +285,18 @@ class Outcome:
     indexed: bool = False
     #: the disk refused the run's files (full, read-only): a StorageError's message
     storage: str | None = None
+
+
+#: A dotted module name, as ``--preload`` takes them.
+MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def valid_preload(preload: Sequence[str]) -> tuple[str, ...]:
+    """A preload list as warm kernels' zygotes are keyed by it (each name once); ConfigError
+    for a name that is not a module name."""
+    if isinstance(preload, str):
+        preload = [preload]
+    for name in preload:
+        if not isinstance(name, str) or not MODULE_NAME.fullmatch(name):
+            raise ConfigError(f"--preload {name!r}: not a module name (e.g. pandas, numpy)")
+    return tuple(dict.fromkeys(preload))

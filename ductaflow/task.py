@@ -16,7 +16,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .index import IndexFile, build_row
 from .lifecycle import classify, earlier_attempts
@@ -24,7 +24,10 @@ from .process import now
 from .rundir import LABELS_FILE, RunLock, as_storage_error, read_status, write_json, write_status
 from .spec import BUSY, FAILED, RAN, SKIPPED, Outcome, PlanState, RunOptions, RunResult, RunSpec
 
-__all__ = ["orphan_guard", "run_task"]
+__all__ = ["orphan_guard", "run_task", "start_ahead"]
+
+if TYPE_CHECKING:
+    from .warm import KernelsAhead
 
 log = logging.getLogger("ductaflow")
 
@@ -37,6 +40,7 @@ def run_task(
     conductor: int | None = None,
     index_root: Path | None = None,
     stop: threading.Event | None = None,
+    ahead: KernelsAhead | None = None,
 ) -> Outcome:
     """Claim, re-check, execute and index one run. Never raises: every fault becomes a record.
 
@@ -44,7 +48,8 @@ def run_task(
     run when the conductor dies. ``index_root``: append the run's index row there from the
     worker, before the claim is released, so that once no process holds a run's claim its
     result is in the index, even if the conductor was killed meanwhile. ``stop``: set by the
-    conductor to stop a run executing in one of its threads.
+    conductor to stop a run executing in one of its threads. ``ahead``: kernels forked ahead
+    of their runs in this process (``start_ahead``); the run adopts its own, or it is killed.
     """
     try:
         spec.run_dir.mkdir(parents=True, exist_ok=True)
@@ -61,7 +66,9 @@ def run_task(
             worker = conductor is not None and os.getppid() == conductor
             guard = orphan_guard(conductor) if worker and conductor is not None else None
             with guard or contextlib.nullcontext():
-                result = _execute(spec, options, worker, stop, earlier_attempts(status, since))
+                result = _execute(
+                    spec, options, worker, stop, earlier_attempts(status, since), ahead
+                )
                 return _indexed(Outcome(spec, RAN, result), index_root)
         finally:
             lock.release()
@@ -76,6 +83,9 @@ def run_task(
             write_status(result)
         refused = as_storage_error(exc, spec.run_dir, "write the run directory")
         return Outcome(spec, RAN, result, storage=str(refused) if refused else None)
+    finally:
+        if ahead is not None:  # not adopted (busy, skipped, failed before its kernel)
+            ahead.drop(spec.run_dir)
 
 
 def _execute(
@@ -84,19 +94,34 @@ def _execute(
     worker: bool,
     stop: threading.Event | None,
     earlier: list[dict[str, Any]],
+    ahead: KernelsAhead | None = None,
 ) -> RunResult:
     """Execute the run with the kernel starter its options ask for; an interrupted run too.
     ``earlier``: the attempts this sweep made at it before (a worker lost it)."""
     from .engine import RunInterrupted, execute_run
-    from .warm import make_starter
+    from .warm import WarmStarter, make_starter
 
     starter = make_starter(options.kernel, options.warm, options.preload)
+    if isinstance(starter, WarmStarter):
+        starter.ahead = ahead
     try:
         return execute_run(
             spec, options, starter, stop_with_parent=worker, stop=stop, earlier=earlier
         )
     except RunInterrupted as exc:
         return exc.result
+
+
+def start_ahead(spec: RunSpec, options: RunOptions, ahead: KernelsAhead) -> bool:
+    """Fork the kernel of ``spec``'s first flow now, in its run directory, for the run to adopt
+    when it starts (the threads backend calls it for the runs next in line). False: not yet,
+    the zygote is not up; True: forked, or it will not be (the run starts its own)."""
+    from .engine import first_kernel
+
+    env = first_kernel(spec, options)
+    if env is None:  # the flow's own kernelspec: started the standard way
+        return True
+    return ahead.start(spec.run_dir, env)
 
 
 @functools.cache

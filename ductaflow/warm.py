@@ -37,13 +37,16 @@ kernels inherit the zygote's.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
-import re
+import shutil
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -55,14 +58,15 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import DottedObjectName, Type, default
 
-from .errors import ConfigError
 from .kernel import (
     KERNEL_ARGS,
     THIS_PYTHON,
     KernelStarter,
     StandardStarter,
     ThisPythonSpecs,
+    socket_dir,
 )
+from .spec import valid_preload
 from .zygotes import (
     ForkedKernel,
     WarmUnavailable,
@@ -73,6 +77,7 @@ from .zygotes import (
 )
 
 __all__ = [
+    "KernelsAhead",
     "WarmStarter",
     "WarmUnavailable",
     "ZygoteRegistry",
@@ -83,22 +88,37 @@ __all__ = [
 
 log = logging.getLogger("ductaflow")
 
-#: A dotted module name, as ``--preload`` takes them.
-_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
-
 
 class _ForkProvisioner(LocalProvisioner):
-    """Launches the kernel by asking a zygote to fork it; the standard way if it cannot."""
+    """Launches the kernel by asking a zygote to fork it; the standard way if it cannot.
+
+    With ``ahead``, a kernel forked earlier for exactly this launch (``KernelsAhead``) is
+    adopted instead: same zygote, working directory, environment and arguments.
+    """
 
     registry: ZygoteRegistry
     preload: tuple[str, ...] = ()
     log_path: Path
+    ahead: KernelsAhead | None = None
+    #: the kernel forked ahead that this one is
+    adopted: _Ahead | None = None
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> dict[str, Any]:
         env = launch_env(kwargs.get("env") or os.environ)
         cwd = str(kwargs.get("cwd") or os.getcwd())
         try:
             args = _launcher_args(cmd)
+            ahead = self.ahead.take(cwd) if self.ahead is not None else None
+            if ahead is not None and ahead.fits(self.preload, args, cwd, env):
+                self.adopted, self.process = ahead, ahead.kernel
+                with contextlib.suppress(OSError):  # the kernel writes on, to the run's name
+                    os.replace(ahead.log_path, self.log_path)
+                self.pid = self.pgid = ahead.kernel.pid
+                self.cwd = cwd
+                log.debug("warm kernels: kernel %d, forked ahead, runs in %s", self.pid, cwd)
+                return ahead.connection_info
+            if ahead is not None:
+                ahead.discard()
             zygote = self.registry.running(env, self.preload) or await asyncio.to_thread(
                 self.registry.zygote_for, env, self.preload
             )
@@ -120,6 +140,138 @@ class _ForkProvisioner(LocalProvisioner):
             self.process.send_signal(signum)
         else:
             await super().send_signal(signum)
+
+    async def cleanup(self, restart: bool = False) -> None:
+        await super().cleanup(restart)
+        if self.adopted is not None and not restart:
+            shutil.rmtree(self.adopted.work_dir, ignore_errors=True)  # its sockets and files
+
+
+@dataclass
+class _Ahead:
+    """A kernel forked before its run began, waiting for that run to adopt it."""
+
+    kernel: ForkedKernel
+    #: the preload list of its zygote, and the launcher arguments, cwd and environment it
+    #: was forked with
+    preload: tuple[str, ...]
+    args: list[str]
+    cwd: str
+    env: dict[str, str]
+    work_dir: str
+    connection_info: dict[str, Any]
+    #: the manager whose connection file the kernel reads (it removes the file when collected)
+    km: Any
+    #: ``cwd`` was made for it (removed with it, if still empty)
+    made: bool = False
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.work_dir, "kernel.log")
+
+    def fits(
+        self, preload: Sequence[str], args: Sequence[str], cwd: str, env: Mapping[str, str]
+    ) -> bool:
+        """Whether this kernel is the one that launch would fork (its own connection file
+        aside): the same zygote (environment and preload list), and still running."""
+        same_args = args[:1] == self.args[:1] == ["-f"] and list(args[2:]) == self.args[2:]
+        same = tuple(preload) == self.preload and cwd == self.cwd and env == self.env
+        return same and same_args and self.kernel.poll() is None
+
+    def discard(self) -> None:
+        """Kill the kernel (nobody adopted it) and remove its files."""
+        with contextlib.suppress(Exception):
+            self.kernel.kill()
+            self.kernel.wait(5)
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+        if self.made:
+            with contextlib.suppress(OSError):  # only if nothing was written there since
+                os.rmdir(self.cwd)
+
+
+class KernelsAhead:
+    """Kernels forked ahead of their runs, so that a run never waits for its kernel to start.
+
+    While a run executes, the kernel of a run next in line is forked (``start``) in that run's
+    directory, with that run's environment, exactly as its own start would fork it; when the
+    run starts, its ``WarmStarter`` adopts it. Each run still gets its own fresh kernel process.
+    One that is not adopted (the run was busy elsewhere, skipped, failed before its kernel,
+    the sweep stopped) is killed: by ``drop`` when its run ends, or by ``close``.
+    """
+
+    def __init__(self, preload: Sequence[str] = (), registry: ZygoteRegistry | None = None):
+        self.preload = valid_preload(preload)
+        self.registry = registry or default_registry()
+        self._kernels: dict[str, _Ahead] = {}
+        #: directories a kernel was forked for (or failed to be), never forked for again
+        self._tried: set[str] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def start(self, cwd: Path, env: Mapping[str, str]) -> bool:
+        """Fork, in ``cwd`` (made if need be, removed again if its kernel is not adopted), the
+        kernel that ``WarmStarter.start(cwd, env, ...)`` will adopt. False when the zygote does
+        not run yet (this never waits for it); True when it is forked, or will not be."""
+        where = str(cwd)
+        with self._lock:
+            if where in self._kernels or where in self._tried or self._closed:
+                return True
+        kernel_env = launch_env({k: v for k, v in env.items() if k != "PYTHONEXECUTABLE"})
+        if self.registry.running(kernel_env, self.preload) is None:
+            return False
+        with self._lock:
+            self._tried.add(where)
+        try:
+            cwd.mkdir()
+            made = True
+        except FileExistsError:
+            made = False
+        except OSError:
+            return True  # the run itself will say why
+        work_dir = socket_dir()
+        km = _manager(Path(work_dir))
+        km.provisioner = _ForkProvisioner(kernel_id=None, kernel_spec=km.kernel_spec, parent=km)
+        try:  # what a start does before its launch: connection file, command, environment
+            cmd, kw = _run_apart(km.pre_start_kernel, cwd=where, env=dict(env),
+                                 extra_arguments=[*KERNEL_ARGS])  # fmt: skip
+            launch = launch_env(kw["env"])
+            zygote = self.registry.zygote_for(launch, self.preload)  # it runs: no wait
+            args = _launcher_args(cmd)
+            kernel = zygote.spawn(args, where, launch, Path(work_dir) / "kernel.log")
+        except Exception as exc:  # e.g. OSError
+            log.debug("warm kernels: no kernel forked ahead for %s: %s", where, exc)
+            shutil.rmtree(work_dir, ignore_errors=True)
+            if made:
+                with contextlib.suppress(OSError):
+                    os.rmdir(where)
+            return True
+        info = km.get_connection_info()
+        ahead = _Ahead(kernel, self.preload, args, where, launch, work_dir, info, km, made)
+        with self._lock:
+            if not self._closed:
+                self._kernels[where] = ahead
+                return True
+        ahead.discard()
+        return True
+
+    def take(self, cwd: str) -> _Ahead | None:
+        """The kernel forked ahead for ``cwd``, now the caller's to adopt or discard."""
+        with self._lock:
+            return self._kernels.pop(cwd, None)
+
+    def drop(self, cwd: Path) -> None:
+        """Kill the kernel forked ahead for ``cwd``, if its run did not adopt it."""
+        ahead = self.take(str(cwd))
+        if ahead is not None:
+            ahead.discard()
+
+    def close(self) -> None:
+        """Kill every kernel forked ahead and not adopted; fork no more."""
+        with self._lock:
+            self._closed = True
+            left, self._kernels = list(self._kernels.values()), {}
+        for ahead in left:
+            ahead.discard()
 
 
 def _launcher_args(cmd: Sequence[str]) -> list[str]:
@@ -205,15 +357,16 @@ class WarmStarter(KernelStarter):
     """
 
     def __init__(
-        self, preload: Sequence[str] = (), *, registry: ZygoteRegistry | None = None
+        self,
+        preload: Sequence[str] = (),
+        *,
+        registry: ZygoteRegistry | None = None,
+        ahead: KernelsAhead | None = None,
     ) -> None:
-        if isinstance(preload, str):
-            preload = [preload]
-        for name in preload:
-            if not isinstance(name, str) or not _MODULE_NAME.fullmatch(name):
-                raise ConfigError(f"--preload {name!r}: not a module name (e.g. pandas, numpy)")
-        self.preload = tuple(dict.fromkeys(preload))
+        self.preload = valid_preload(preload)
         self.registry = registry
+        #: kernels forked ahead of their runs, adopted by ``start`` (not pickled)
+        self.ahead = ahead
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (WarmStarter, (self.preload,))
@@ -227,18 +380,12 @@ class WarmStarter(KernelStarter):
         return f"WarmStarter(preload={list(self.preload)!r})"
 
     async def start(self, cwd: Path, env: Mapping[str, str], log_path: Path) -> AsyncKernelManager:
-        sock_dir = log_path.parent
-        km = _WarmKernelManager(
-            kernel_name=THIS_PYTHON,
-            kernel_spec_manager=ThisPythonSpecs(),
-            transport="ipc",
-            ip=os.path.join(sock_dir, "k"),
-            connection_file=os.path.join(sock_dir, "kernel.json"),
-        )
+        km = _manager(log_path.parent)
         provisioner = _ForkProvisioner(kernel_id=None, kernel_spec=km.kernel_spec, parent=km)
         provisioner.registry = self.registry or default_registry()
         provisioner.preload = self.preload
         provisioner.log_path = log_path
+        provisioner.ahead = self.ahead
         km.provisioner = provisioner
         try:
             await km.start_kernel(cwd=str(cwd), env=dict(env), extra_arguments=list(KERNEL_ARGS))
@@ -248,6 +395,28 @@ class WarmStarter(KernelStarter):
                     provisioner.process.kill()
             raise
         return km
+
+
+def _run_apart(function: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
+    """``function(**kwargs)`` awaited in an event loop of its own; in a thread of its own when
+    this one runs a loop already (a sweep conducted from a notebook)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(function(**kwargs))
+    with concurrent.futures.ThreadPoolExecutor(1) as aside:
+        return aside.submit(lambda: asyncio.run(function(**kwargs))).result()
+
+
+def _manager(sock_dir: Path) -> _WarmKernelManager:
+    """A kernel manager for this Python's kernel, over ipc in ``sock_dir``."""
+    return _WarmKernelManager(
+        kernel_name=THIS_PYTHON,
+        kernel_spec_manager=ThisPythonSpecs(),
+        transport="ipc",
+        ip=os.path.join(sock_dir, "k"),
+        connection_file=os.path.join(sock_dir, "kernel.json"),
+    )
 
 
 def warm_unavailable_reason(kernel: str | None = None) -> str | None:

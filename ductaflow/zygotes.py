@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,13 +157,25 @@ class Zygote:
         self._buffer = b""
         self._replies: dict[int, dict[str, Any]] = {}
         self._kernels: dict[int, ForkedKernel] = {}
+        #: kernels forked so far (a zygote nobody used can be discarded)
+        self.forked = 0
         self._next_id = 0
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
 
     @classmethod
-    def start(cls, env: Mapping[str, str], preload: Sequence[str], timeout: float) -> Zygote:
-        """Start a zygote and wait until it has imported everything (or refused a module)."""
+    def start(
+        cls,
+        env: Mapping[str, str],
+        preload: Sequence[str],
+        timeout: float,
+        launched: Callable[[subprocess.Popen[bytes] | None], None] | None = None,
+    ) -> Zygote:
+        """Start a zygote and wait until it has imported everything (or refused a module).
+
+        ``launched`` is called with its process as soon as it runs (so that another thread can
+        kill it while it boots), and with None once it is ready or gone.
+        """
         work_dir = tempfile.mkdtemp(prefix="df-zygote-", dir=scratch_dir(lasting=True))
         log_path = os.path.join(work_dir, "zygote.log")
         ours, theirs = socket.socketpair()
@@ -193,11 +205,16 @@ class Zygote:
         finally:
             theirs.close()
         zygote = cls(proc, ours, work_dir, list(preload))
+        if launched is not None:
+            launched(proc)
         try:
             zygote.info = zygote._wait_for(lambda m: m.get("op") in ("ready", "refused"), timeout)
         except WarmUnavailable:
             zygote.close()
             raise
+        finally:
+            if launched is not None:
+                launched(None)
         return zygote
 
     @property
@@ -243,6 +260,7 @@ class Zygote:
                 raise WarmUnavailable(reply["error"])
             kernel = ForkedKernel(self, int(reply["pid"]))
             self._kernels[kernel.pid] = kernel
+            self.forked += 1
             self.last_used = time.monotonic()
             return kernel
 
@@ -372,6 +390,12 @@ class ZygoteRegistry:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._hooked = False
+        #: zygotes booting now, by key, and the keys whose prestart was discarded meanwhile
+        #: (guarded by ``_boot_lock``: ``_lock`` is held by the thread that boots)
+        self._booting: dict[tuple[Any, ...], subprocess.Popen[bytes]] = {}
+        self._discarded: set[tuple[Any, ...]] = set()
+        self._boot_lock = threading.Lock()
+        self._prestarts: dict[threading.Thread, tuple[Any, ...]] = {}
 
     def running(self, env: Mapping[str, str], preload: Sequence[str] = ()) -> Zygote | None:
         """The zygote for ``env`` and ``preload`` if it runs now, without starting one.
@@ -404,6 +428,10 @@ class ZygoteRegistry:
         """
         kernel_env = launch_env({**os.environ, **ENGINE_KERNEL_ENV} if env is None else env)
         kernel_env.pop("PYTHONEXECUTABLE", None)  # as jupyter_client drops it for Python kernels
+        key = _zygote_key(kernel_env, preload)
+        for thread, known in self._prestarts.items():
+            if known == key:  # begun already (the CLI begins it before its own imports)
+                return thread
 
         def start() -> None:
             try:
@@ -412,8 +440,36 @@ class ZygoteRegistry:
                 log.debug("warm kernels: prestarting a zygote: %s", exc)
 
         thread = threading.Thread(target=start, name="ductaflow-zygote-prestart", daemon=True)
+        self._prestarts[thread] = key
+        log.debug("warm kernels: prestarting a zygote (preload %s)", list(preload) or "none")
         thread.start()
         return thread
+
+    def discard(self, prestarted: threading.Thread) -> None:
+        """Stop the zygote that ``prestart`` began, unless it has forked a kernel: the sweep
+        turned out not to need it (its kernels start elsewhere, or the standard way, or it
+        stopped early). One still booting is killed, not waited for; nothing of it is left.
+        """
+        key = self._prestarts.pop(prestarted, None)
+        if key is None:
+            return
+        with self._boot_lock:
+            self._discarded.add(key)
+            booting = self._booting.get(key)
+        if booting is not None:
+            log.debug("warm kernels: the zygote is not needed; killing it while it boots")
+            with contextlib.suppress(OSError):
+                booting.kill()
+        prestarted.join()
+        with self._lock:
+            with self._boot_lock:
+                self._discarded.discard(key)
+            zygote = self._zygotes.get(key)
+            if zygote is None or zygote.forked:
+                return
+            del self._zygotes[key]
+        log.debug("warm kernels: the zygote is not needed; closing it")
+        zygote.close()
 
     def zygote_for(self, env: Mapping[str, str], preload: Sequence[str] = ()) -> Zygote:
         """The running zygote for kernels with ``env`` and ``preload``; start it if need be.
@@ -441,8 +497,11 @@ class ZygoteRegistry:
                 log.warning("warm kernels: %s; starting a new zygote", end)
             self._make_room()
             try:
-                zygote = self._start(env, list(preload))
+                zygote = self._start(env, list(preload), key)
             except WarmUnavailable as exc:
+                with self._boot_lock:
+                    if key in self._discarded:  # killed on purpose: no reason to stay cold
+                        raise
                 self._failed[key] = str(exc)
                 raise
             self._zygotes[key] = zygote
@@ -458,13 +517,24 @@ class ZygoteRegistry:
             )
         self._zygotes.pop(min(idle)[1]).close()
 
-    def _start(self, env: Mapping[str, str], preload: list[str]) -> Zygote:
+    def _start(self, env: Mapping[str, str], preload: list[str], key: tuple[Any, ...]) -> Zygote:
         if not self._hooked:
             self._hooked = True
             _REGISTRIES.add(self)
             _hook_process()
+
+        def launched(proc: subprocess.Popen[bytes] | None) -> None:
+            with self._boot_lock:
+                if proc is None:
+                    self._booting.pop(key, None)
+                    return
+                self._booting[key] = proc
+                if key not in self._discarded:
+                    return
+            proc.kill()  # discarded before it ran
+
         while True:
-            zygote = Zygote.start(env, preload, self.startup_timeout)
+            zygote = Zygote.start(env, preload, self.startup_timeout, launched)
             info = zygote.info
             for name, why in info.get("skipped", {}).items():
                 note_once(
@@ -522,6 +592,8 @@ class ZygoteRegistry:
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()  # another thread may have held it at the fork
+        self._boot_lock = threading.Lock()
+        self._booting, self._discarded, self._prestarts = {}, set(), {}
         self._forget()
 
 

@@ -380,11 +380,15 @@ print(json.dumps({{"ours": ours, "others": others}}))
 """
 
 
+#: what the registry's module brings (the zygote's, and the error hierarchy)
+ZYGOTES_OWNER = ["ductaflow.process", "ductaflow.zygote", "ductaflow.zygotes"]
+
+
 @pytest.mark.parametrize(
     ("module", "allowed"),
     [
         ("zygote", ["ductaflow", "ductaflow.process", "ductaflow.zygote"]),
-        ("zygotes", ["ductaflow", "ductaflow.process", "ductaflow.zygote", "ductaflow.zygotes"]),
+        ("zygotes", ["ductaflow", *ZYGOTES_OWNER]),
     ],
 )
 def test_the_zygote_and_its_owner_import_only_the_standard_library(

@@ -13,13 +13,22 @@ when runs really execute.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 from ..errors import InputError
 from .base import Backend, Task
 
-__all__ = ["BACKENDS", "DISTRIBUTED_BACKENDS", "JOBLIB_BACKENDS", "Backend", "Task", "get_backend"]
+__all__ = [
+    "BACKENDS",
+    "DISTRIBUTED_BACKENDS",
+    "JOBLIB_BACKENDS",
+    "Backend",
+    "Task",
+    "get_backend",
+    "in_process",
+]
 
 #: backends on this machine; None: joblib's current one (``parallel_config``), else threads for
 #: warm runs and loky for standard ones. ``threading`` is ductaflow's own pool (it stops runs).
@@ -80,8 +89,21 @@ def get_backend(
     return JoblibBackend(n_jobs, name)
 
 
+def in_process(name: str | None, n_jobs: int, *, warm: bool) -> bool:
+    """Whether ``get_backend(name, n_jobs, warm=warm)`` runs the runs in this process."""
+    if name is None:
+        name, _ = _from_joblib(warm, {})
+    return name in ("threading", "sequential") or (n_jobs == 1 and name in (None, "loky"))
+
+
 def _from_joblib(warm: bool, options: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
-    """The backend joblib's current context asks for (``parallel_config``)."""
+    """The backend joblib's current context asks for (``parallel_config``).
+
+    Without joblib imported, no context of it can be active: the default, without importing
+    joblib (a quarter of a second; the threads of warm runs never need it).
+    """
+    if "joblib" not in sys.modules:
+        return ("threading" if warm else None), options
     from joblib.parallel import get_active_backend
 
     active, _ = get_active_backend()

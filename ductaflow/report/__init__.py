@@ -90,6 +90,7 @@ __all__ = [
     "StatusByParam",
     "Value",
     "load_details",
+    "prepare",
     "refresh_notebooks",
     "render_html",
     "report_data",
@@ -210,6 +211,16 @@ def _shown_warned(frame: Any) -> Any:
         return frame
     status = frame["status"].astype("object").where(~warned, WARNED)
     return frame.assign(status=status.astype(frame["status"].dtype))
+
+
+def prepare() -> None:
+    """Import and compile what ``write_report`` needs (pandas, the page's template): a sweep
+    does it while its runs execute, so that its report at the end costs milliseconds."""
+    import pandas  # noqa: F401  (load_index's)
+
+    from .html import compile_template
+
+    compile_template()
 
 
 def write_report(

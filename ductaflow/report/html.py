@@ -19,14 +19,14 @@ from .series import MAX_POINTS, ResultSeries
 from .svg import svg_durations, svg_flow_timings, svg_result, svg_status
 from .table import RunTable
 
-__all__ = ["TEMPLATE", "render_html"]
+__all__ = ["TEMPLATE", "compile_template", "render_html"]
 
 #: The template, a package file in ``ductaflow/report/templates``.
 TEMPLATE = "report.html.j2"
 
 
 @functools.lru_cache(maxsize=1)
-def _template() -> Any:
+def compile_template() -> Any:
     """The compiled template, once per process."""
     import jinja2
 
@@ -96,7 +96,7 @@ def render_html(data: ReportData, table: RunTable | None = None) -> str:
 
     columns = _columns(data)
     return str(
-        _template().render(
+        compile_template().render(
             data=data,
             table=table,
             sampled=any(s.n_runs for s in data.results),
