@@ -680,8 +680,8 @@ frame.addEventListener("load", function () {
     out.textContent = JSON.stringify(got);
   } catch (e) {  // what the table held then: a failure here says what the page drew
     var trs = frame.contentDocument.querySelectorAll("#runs-table tbody tr");
-    out.textContent = "error: " + e + " " + e.stack + "\n" + trs.length + " rows; the first: " +
-      (trs.length ? trs[0].outerHTML : "none") + "\nwhere: " +
+    out.textContent = "error: " + e + " " + e.stack + " | " + trs.length + " rows; the first: " +
+      (trs.length ? trs[0].outerHTML : "none") + " | where: " +
       (frame.contentDocument.getElementById("where") || {}).textContent;
   }
 });
@@ -709,7 +709,7 @@ def test_a_10000_run_report_pages_sorts_and_filters_in_a_browser(tmp_path: Path)
 
     (out.parent / "probe.html").write_text(LARGE_PROBE, encoding="utf-8")
     dom = chromium(
-        "--allow-file-access-from-files", "--virtual-time-budget=20000", "--dump-dom",
+        "--allow-file-access-from-files", "--virtual-time-budget=120000", "--dump-dom",
         (out.parent / "probe.html").as_uri(), profile=tmp_path / "profile",
     )  # fmt: skip
     found = re.search(r'<pre id="out">(.*?)</pre>', dom, re.S)
@@ -769,7 +769,7 @@ def test_a_large_reports_paged_table_marks_the_best_trial(
     monkeypatch.setattr(report, "TABLE_ROWS_MAX", 2)
     out = write_report(root, sweep="q", render_notebooks=False)
     assert "<tbody>" not in out.read_text(encoding="utf-8")
-    dom = chromium("--allow-file-access-from-files", "--virtual-time-budget=10000",
+    dom = chromium("--allow-file-access-from-files", "--virtual-time-budget=120000",
                    "--dump-dom", out.as_uri(), profile=tmp_path / "profile")  # fmt: skip
     rows = re.findall(r"<tr[^>]*>(.*?)</tr>", dom, re.S)
     assert sum(1 for r in rows if 'class="run"' in r) == 6, dom[-3000:]
