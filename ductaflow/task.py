@@ -61,8 +61,15 @@ def run_task(
         try:
             status = read_status(spec.run_dir)
             if status and classify(spec, status) == PlanState.DONE:
-                if not force or (status.get("started") or "") >= since:
-                    return Outcome(spec, SKIPPED, RunResult.from_json(status, spec.run_dir))
+                done = RunResult.from_json(status, spec.run_dir)
+                if (status.get("started") or "") >= since:
+                    # executed since this sweep began: by this very task, whose outcome was
+                    # lost (a Dask worker retired before its result was gathered), or by
+                    # another conductor meanwhile. Either way it ran, and whoever ran it put
+                    # its row in the index before letting go of the claim we now hold
+                    return Outcome(spec, RAN, done, indexed=True)
+                if not force:
+                    return Outcome(spec, SKIPPED, done)
             worker = conductor is not None and os.getppid() == conductor
             guard = orphan_guard(conductor) if worker and conductor is not None else None
             with guard or contextlib.nullcontext():

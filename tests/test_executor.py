@@ -473,3 +473,29 @@ def test_log_lines_and_the_progress_bar_do_not_garble_each_other(tmp_path: Path)
     lines = [seg for seg in re.split(r"[\r\n]", text) if "a worker died" in seg]
     assert lines and all(line.startswith("ductaflow: a worker died") for line in lines), text
     assert "2/2" in text and "s: FAILED: 1 ok, 0 failed, 0 timeout, 1 died" in text, text
+
+
+def test_a_run_found_done_since_the_sweep_began_counts_as_ran_not_skipped(tmp_path: Path) -> None:
+    """A task run again after its first outcome was lost (a Dask worker that retires before its
+    result is gathered: seen on the real Slurm under load as "2 ok, 1 skipped" for 3 runs that
+    all ran) finds its run done: that run is this sweep's, ran once, and is already indexed."""
+    from ductaflow.process import now
+    from ductaflow.spec import RAN, SKIPPED
+    from ductaflow.task import run_task
+
+    root = tmp_path / "runs"
+    (spec,) = Sweep(name="s", flows=(FLOWS / "work.py",), grid={"x": [3]}).expand(root)
+    options, since = RunOptions(warm=False), now()
+    first = run_task(spec, options, force=False, since=since, index_root=root)
+    assert first.kind == RAN and first.result is not None and first.result.ok and first.indexed
+    again = run_task(spec, options, force=False, since=since, index_root=root)
+    assert again.kind == RAN and again.indexed, again
+    assert again.result is not None and again.result.status == "ok"
+    assert again.result.started == first.result.started  # the same execution, read back
+    forced = run_task(spec, options, force=True, since=since, index_root=root)
+    assert forced.kind == RAN and forced.result.started == first.result.started  # not twice
+    assert (spec.run_dir / "executions.log").read_text().count("\n") == 1
+    # a later sweep finds it done before it began: skipped, as resume promises
+    later = run_task(spec, options, force=False, since=now(), index_root=root)
+    assert later.kind == SKIPPED
+    assert (spec.run_dir / "executions.log").read_text().count("\n") == 1
