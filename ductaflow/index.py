@@ -23,7 +23,7 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -145,17 +145,23 @@ def build_row(
     return {k: _cell(v) for k, v in row.items()}
 
 
-def run_dirs(root: Path) -> Iterator[Path]:
-    """Run directories under a runs root: ``<root>/<sweep>/<run>/`` with a ``status.json``."""
+def run_dirs(root: Path, skip: Container[str] = ()) -> Iterator[Path]:
+    """Run directories under a runs root: ``<root>/<sweep>/<run>/`` with a ``status.json``.
+
+    Those whose ``<sweep>/<run>`` is in ``skip`` are left out unlooked at: each sweep folder is
+    listed once, and only a directory not in ``skip`` costs a look for its ``status.json``.
+    """
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for sweep in sorted(os.scandir(root), key=lambda e: e.name):
             if not sweep.is_dir() or sweep.name.startswith("."):
                 continue
+            prefix = sweep.name + "/"
             try:
-                runs = sorted(os.scandir(sweep.path), key=lambda e: e.name)
+                with os.scandir(sweep.path) as listing:
+                    runs = [e for e in listing if not skip or prefix + e.name not in skip]
             except OSError:  # a sweep folder that cannot be listed holds no readable run
                 continue
-            for run in runs:
+            for run in sorted(runs, key=lambda e: e.name):
                 if run.is_dir() and os.path.exists(os.path.join(run.path, STATUS_FILE)):
                     yield Path(run.path)
 
@@ -286,47 +292,58 @@ class IndexFile:
         with file_lock(self._lock_path):
             yield
 
-    def _load(self, fix: bool) -> tuple[list[dict[str, str]] | None, str | None]:
-        """The file's rows (None when there is no file) and what is wrong with it."""
+    def _load(self, fix: bool) -> tuple[list[dict[str, str]] | None, str | None, str]:
+        """The file's rows (None when there is no file), what is wrong with it, and its text."""
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
-            return None, None
+            return None, None, ""
         except IsADirectoryError:
             if not fix:
-                return [], "it is a directory"
+                return [], "it is a directory", ""
             try:
                 target = move_aside(self.path)
             except OSError as exc:
                 raise storage_error(self.path, exc, "move the directory aside") from None
-            return [], f"it was a directory (moved to {target.name})"
+            return [], f"it was a directory (moved to {target.name})", ""
         except OSError as exc:
             raise storage_error(self.path, exc, "read the index") from None
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return [], f"it is not valid UTF-8 (byte {exc.start})"
-        return parse_index(text)
+            return [], f"it is not valid UTF-8 (byte {exc.start})", ""
+        return (*parse_index(text), text)
 
-    def _checked(self, fix: bool = True) -> tuple[list[dict[str, str]], bool]:
+    def _checked(self, fix: bool = True) -> tuple[list[dict[str, str]], bool, str | None]:
         """The index's rows checked against the run directories, repaired where they differ;
-        also whether they differ from the file (then the caller writes them)."""
-        rows, problem = self._load(fix)
-        dirs = {self.key(d): d for d in run_dirs(self.root)}
+        whether they differ from the file (then the caller writes them); and the file's text
+        when it is already ``_csv_text`` of the rows (sorted, one row per run, plain keys).
+
+        Each sweep folder is listed once: a run directory the file lists is taken as listed
+        (the file is appended to as each run ends), and only one it does not list, or one it
+        records ``running``, is looked into. No file is opened per listed run.
+        """
+        rows, problem, text = self._load(fix)
         if rows is None or problem is not None:
+            dirs = {self.key(d): d for d in run_dirs(self.root)}
             if problem is not None and (dirs or problem != "it is empty"):
                 log.warning(
                     "%s: %s; rebuilt it from the %d run directories", self.path, problem, len(dirs)
                 )
-            return [self._normal(build_row(d, read_status(d))) for d in dirs.values()], True
-        by_key = {}
+            rows = [self._normal(build_row(d, read_status(d))) for d in dirs.values()]
+            return rows, True, None
+        by_key: dict[str, dict[str, str]] = {}
+        renamed = False
         for row in rows:  # the last row of a run_dir wins
-            row = self._normal(row)
+            if self._plain_key(row["run_dir"]) != row["run_dir"]:
+                row, renamed = self._normal(row), True
             by_key[row["run_dir"]] = row
-        lost = [k for k in dirs if k not in by_key and not is_claimed(dirs[k])]
+        lost = [self.key(d) for d in run_dirs(self.root, skip=by_key) if not is_claimed(d)]
         # a run still recorded running is one whose row is not due yet (its process died and
         # no one has settled it): only a finished run without its row is damage to report
-        finished = [k for k in lost if (read_status(dirs[k]) or {}).get("status") != RUNNING]
+        finished = [
+            k for k in lost if (read_status(self.resolve(k)) or {}).get("status") != RUNNING
+        ]
         if finished:
             log.warning(
                 "%s: %d run director%s missing from it (%s%s); added from the run directories",
@@ -336,11 +353,30 @@ class IndexFile:
         stale = [  # recorded running, but no process holds the run any more
             k
             for k, row in by_key.items()
-            if row["status"] == RUNNING and k in dirs and not is_claimed(dirs[k])
+            if row["status"] == RUNNING and self._is_run_dir(k) and not is_claimed(self.resolve(k))
         ]
         for k in [*lost, *stale]:
-            by_key[k] = self._normal(build_row(dirs[k], read_status(dirs[k])))
-        return list(by_key.values()), bool(lost or stale or len(by_key) != len(rows))
+            by_key[k] = self._normal(build_row(self.resolve(k), read_status(self.resolve(k))))
+        changed = bool(lost or stale or len(by_key) != len(rows))
+        keys = list(by_key)
+        canonical = (
+            not changed
+            and not renamed
+            and keys == sorted(keys)
+            and bool(rows)
+            and list(rows[0]) == order_columns(rows[0])
+        )
+        return list(by_key.values()), changed, text if canonical else None
+
+    def _is_run_dir(self, key: str) -> bool:
+        """Whether ``<root>/<key>`` is a run directory as ``run_dirs`` finds them."""
+        sweep, _, name = key.partition("/")
+        return (
+            bool(sweep and name)
+            and "/" not in name
+            and not sweep.startswith(".")
+            and os.path.exists(os.path.join(self.root, key, STATUS_FILE))
+        )
 
     def _sound_tail(self) -> list[str] | None:
         """The header, when the file is one a line can be appended to (ends in a newline)."""
@@ -374,19 +410,29 @@ class IndexFile:
     def read(self) -> list[dict[str, str]]:
         """The rows, checked against the run directories; a repair is written back when the
         disk allows, else only logged (a read-only runs root still reads)."""
+        return self._read()[0]
+
+    def csv_text(self) -> str:
+        """``read()`` as CSV text: the file's own when it needs no change (no row made and
+        written again to be parsed again), else the rows written as the file is."""
+        rows, text = self._read()
+        return text if text is not None else _csv_text(rows)
+
+    def _read(self) -> tuple[list[dict[str, str]], str | None]:
         try:
             with self._locked():
-                rows, changed = self._checked()
+                rows, changed, text = self._checked()
                 if changed:
                     try:
                         self._write(rows)
                     except StorageError as exc:
                         log.warning("%s; the repaired index is used in memory only", exc)
-                return rows
+                return rows, text
         except StorageError as exc:
             if exc.errno not in _READ_ONLY:
                 raise
-            return self._checked(fix=False)[0]
+            rows, _, text = self._checked(fix=False)
+            return rows, text
 
     def merge(self, rows: Iterable[Mapping[str, str]]) -> None:
         """Replace (or add) the rows of these run directories; keep (and check) every other."""
@@ -441,10 +487,10 @@ def load_index(root: str | Path = "runs", *, rebuild: bool = False) -> Any:
     import pandas as pd
 
     index = IndexFile(root)
-    rows = index.rebuild() if rebuild else index.read()
+    csv_text = _csv_text(index.rebuild()) if rebuild else index.csv_text()
     text = {c: "string" for c in ("sweep", "run", "run_dir", "status", "error", "config_hash",
                                   "env_hash", "git_commit")}  # fmt: skip
-    frame = pd.read_csv(io.StringIO(_csv_text(rows)), dtype=text)
+    frame = pd.read_csv(io.StringIO(csv_text), dtype=text)
     frame["run_dir"] = pd.array([index.resolve_text(k) for k in frame["run_dir"]], dtype="string")
     for column in ("started", "finished"):
         frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
