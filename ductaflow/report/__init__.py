@@ -149,39 +149,43 @@ def _large_details(frame: Any) -> tuple[dict[str, RunDetail], set[str]]:
     did not run). An ok run's flows are its sweep's, in the order one ok run of that sweep
     recorded them, when the index lists the same flows for it (else its ``status.json`` is
     read); an ok flow's notebook was saved. At 100,000 runs this reads 5,000 files, not 100,000.
-    Also returns the run directories whose ``status.json`` was read.
+
+    ``frame``'s ``run_dir`` are normalized (``os.path.normpath``). Also returns the run
+    directories whose ``status.json`` was read.
     """
     flow_cols = [c for c in frame.columns if c.startswith("flow.") and c.endswith(".duration_s")]
     names = [c[len("flow.") : -len(".duration_s")] for c in flow_cols]
     has = frame[flow_cols].notna().to_numpy() if flow_cols else None
-    statuses = frame["status"].tolist()
-    sweeps = frame["sweep"].tolist()
-    read: list[str] = []
-    templates: dict[Any, RunDetail | None] = {}  # (sweep, flows in the index) -> an ok run's
-    pending: list[tuple[str, Any]] = []
-    for i, run_dir in enumerate(frame["run_dir"].tolist()):
-        if statuses[i] != OK:
-            read.append(run_dir)
-            continue
-        key = (sweeps[i], frozenset(n for n, h in zip(names, has[i], strict=True) if h)
-               if has is not None else frozenset())  # fmt: skip
-        if key not in templates:
-            templates[key] = load_details([run_dir]).get(os.path.normpath(run_dir))
-            if templates[key] is not None and (
-                {f.name for f in templates[key].flows} != key[1]  # type: ignore[union-attr]
-                or any(f.status != OK for f in templates[key].flows)  # type: ignore[union-attr]
-            ):
-                templates[key] = None  # the index and status.json disagree: read each
-        pending.append((run_dir, key))
-    details = load_details(read)
+    patterns = [row.tobytes() for row in has] if has is not None else [b""] * len(frame)
+    run_dirs = frame["run_dir"].tolist()
+    ok = (frame["status"] == OK).fillna(False).tolist()
+    details = load_details([d for d, good in zip(run_dirs, ok, strict=True) if not good])
     looked = set(details)
-    for run_dir, key in pending:
-        template = templates[key]
+    # the ok runs by (sweep, flows the index lists): one status.json read for each group
+    groups: dict[tuple[Any, bytes], list[str]] = {}
+    listed: dict[tuple[Any, bytes], set[str]] = {}
+    sweeps = frame["sweep"].tolist()
+    for i, (good, sweep, pattern) in enumerate(zip(ok, sweeps, patterns, strict=True)):
+        if not good:
+            continue
+        members = groups.get((sweep, pattern))
+        if members is None:
+            members = groups[sweep, pattern] = []
+            flags = has[i] if has is not None else ()
+            listed[sweep, pattern] = {n for n, h in zip(names, flags, strict=False) if h}
+        members.append(run_dirs[i])
+    for key, members in groups.items():
+        template = load_details(members[:1]).get(members[0])
+        if template is not None and (
+            {f.name for f in template.flows} != listed[key]
+            or any(f.status != OK for f in template.flows)
+        ):
+            template = None  # the index and status.json disagree: read each
         if template is None:
-            details.update(load_details([run_dir]))
-            looked.add(os.path.normpath(run_dir))
+            details.update(load_details(members))
+            looked.update(members)
         else:
-            details[os.path.normpath(run_dir)] = template
+            details.update(dict.fromkeys(members, template))
     return details, looked
 
 
