@@ -117,8 +117,24 @@ def build_row(
     if config is None:
         loaded = _read_json(run_dir / CONFIG_FILE)
         config = loaded if isinstance(loaded, dict) else {}
+    row = _base_row(run_dir, status)
+    labels = _read_json(run_dir / LABELS_FILE)  # sample, trial: see RunSpec.labels
+    if isinstance(labels, dict):
+        row.update({_text(str(k)): v for k, v in labels.items() if str(k) not in row})
+    row.update({f"param.{_text(k)}": v for k, v in flatten(config).items()})
+    results = _read_json(run_dir / RESULTS_FILE)
+    if isinstance(results, dict):
+        row.update({f"result.{_text(str(k))}": v for k, v in results.items()})
+    for flow in status.get("flows", ()):
+        if isinstance(flow, dict) and flow.get("duration_s") is not None:
+            row[f"flow.{_text(str(flow.get('name')))}.duration_s"] = flow["duration_s"]
+    return {k: _cell(v) for k, v in row.items()}
+
+
+def _base_row(run_dir: Path, status: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``BASE_COLUMNS`` and ``RECORD_COLUMNS`` of a run's row: its ``status.json`` alone."""
     state, error = shown_status(run_dir, status.get("status", ""), status.get("error"))
-    row = {
+    return {
         "sweep": status.get("sweep") or run_dir.parent.name,
         "run": status.get("name") or run_dir.name,
         "run_dir": str(run_dir),
@@ -133,17 +149,6 @@ def build_row(
         "env_hash": status.get("env_hash"),
         "git_commit": status.get("git_commit"),
     }
-    labels = _read_json(run_dir / LABELS_FILE)  # sample, trial: see RunSpec.labels
-    if isinstance(labels, dict):
-        row.update({_text(str(k)): v for k, v in labels.items() if str(k) not in row})
-    row.update({f"param.{_text(k)}": v for k, v in flatten(config).items()})
-    results = _read_json(run_dir / RESULTS_FILE)
-    if isinstance(results, dict):
-        row.update({f"result.{_text(str(k))}": v for k, v in results.items()})
-    for flow in status.get("flows", ()):
-        if isinstance(flow, dict) and flow.get("duration_s") is not None:
-            row[f"flow.{_text(str(flow.get('name')))}.duration_s"] = flow["duration_s"]
-    return {k: _cell(v) for k, v in row.items()}
 
 
 def run_dirs(root: Path, skip: Iterable[str] = ()) -> Iterator[Path]:
@@ -170,9 +175,14 @@ def run_dirs(root: Path, skip: Iterable[str] = ()) -> Iterator[Path]:
                     yield Path(path)
 
 
-def scan_rows(root: Path) -> list[dict[str, str]]:
-    """Rows for every run directory under ``root``, read from disk."""
-    return [build_row(d, read_status(d)) for d in run_dirs(Path(root).absolute())]
+def scan_rows(root: Path, *, base: bool = False) -> list[dict[str, str]]:
+    """Rows for every run directory under ``root``, read from disk; with ``base``, only the
+    columns its ``status.json`` gives (``BASE_COLUMNS``, ``RECORD_COLUMNS``: one file a run,
+    not four, for ``ductaflow status``)."""
+    dirs = run_dirs(Path(root).absolute())
+    if not base:
+        return [build_row(d, read_status(d)) for d in dirs]
+    return [{k: _cell(v) for k, v in _base_row(d, read_status(d) or {}).items()} for d in dirs]
 
 
 def order_columns(columns: Iterable[str]) -> list[str]:
