@@ -128,9 +128,10 @@ print("SIZE", out.stat().st_size)
 
 def step(name: str, root: Path, n: int, code: Path) -> tuple[float, float, int | None]:
     """One step in a fresh interpreter on the ductaflow in ``code``: (wall s, CPU s, bytes)."""
-    program = (
-        "import sys, time\nfrom pathlib import Path\n"
-        f"sys.path.insert(0, {str(HERE)!r})\nfrom bench_scale import FLOW, grid_for\n"
+    program = (  # the code first: ``python -c`` puts the working directory before PYTHONPATH
+        f"import sys, time\nfrom pathlib import Path\nsys.path[:0] = [{str(code)!r}]\n"
+        f"sys.path.insert(1, {str(HERE)!r})\nfrom bench_scale import FLOW, grid_for\n"
+        "import ductaflow\nassert ductaflow.__file__.startswith(sys.path[0]), ductaflow.__file__\n"
         f"N, ROOT = {n}, Path({str(root)!r})\nHALF = ROOT.parent / 'half-runs'\n"
         + STEPS[name]
         + "\nprint('TIME', time.perf_counter() - t0, time.process_time() - c0)\n"
@@ -237,7 +238,11 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="build (or reuse) the synthetic root here")
     parser.add_argument("--against", type=Path, help="a checkout of the code before")
     parser.add_argument("--browser", action="store_true", help="open the report in Chromium")
+    parser.add_argument("--steps", help="only these steps (comma-separated names, as printed)")
     args = parser.parse_args()
+    if args.steps:
+        for name in set(STEPS) - set(args.steps.split(",")):
+            del STEPS[name]
     n = args.runs
     codes = {"after": HERE.parent}
     if args.against:
