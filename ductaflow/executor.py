@@ -35,6 +35,7 @@ from .index import IndexFile, build_row, load_index
 from .lifecycle import settle, wait_for_run
 from .plan import Plan, plan_runs, recover_abandoned
 from .process import now, sweep_scratch
+from .rundir import STATUS_FILE
 from .spec import (
     BUSY,
     DIED,
@@ -219,6 +220,8 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
         # a plan (--dry-run) only hashes the flows: reading them as notebooks imports Jupytext
         specs = sweep.expand(root, inspect=not opts.dry_run)
         plan = plan_runs(specs, force=opts.force, only=opts.only)
+        if (note := _lhs_replanned(sweep, root, specs)) is not None:
+            log.warning("%s", note)
     report = SweepReport(sweep.name, root, plan)
     if opts.dry_run:
         return report
@@ -282,7 +285,9 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
     finally:
         conductor.close()
         if feed is not None:
-            report.best = feed.best_line()
+            report.error = report.error or feed.error
+            with contextlib.suppress(Exception):  # a study that failed may not answer
+                report.best = feed.best_line()
         try:
             index.compact()
         except StorageError as exc:  # the appended rows stand; the error is reported once
@@ -291,6 +296,31 @@ def execute_sweep(sweep: Sweep | GivenRuns, options: SweepOptions | None = None)
             report.report_path = conductor.live.refresh(force=True)
         report.wall_s = time.perf_counter() - t0
     return report
+
+
+def _lhs_replanned(sweep: Sweep | GivenRuns, root: Path, specs: list[RunSpec]) -> str | None:
+    """What to say when an ``lhs`` sample lays out its points anew: runs of an earlier ``n``
+    in the sweep's folder that are none of this sweep's (the other methods keep their points)."""
+    sample = getattr(sweep, "sample", None)
+    if sample is None or sample.method != "lhs":
+        return None
+    wanted = {s.run_dir.name for s in specs}
+    try:
+        with os.scandir(root / sweep.name) as entries:
+            earlier = [
+                e.name
+                for e in entries
+                if e.name not in wanted and os.path.exists(os.path.join(e.path, STATUS_FILE))
+            ]
+    except OSError:  # no folder yet: nothing was laid out before
+        return None
+    if not earlier:
+        return None
+    return (
+        f"{sweep.name}: 'lhs' lays out all {sample.n} points anew when n changes: "
+        f"{len(earlier)} run(s) in {root / sweep.name} are not among them and are left as they "
+        "are; sobol, halton and random keep their first points as n grows"
+    )
 
 
 def _with_environment(options: RunOptions, root: Path, specs: list[RunSpec]) -> RunOptions:

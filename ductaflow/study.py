@@ -52,6 +52,9 @@ SAMPLERS = {
     "gp": "GPSampler",
     "nsga2": "NSGAIISampler",
 }
+#: what a sampler needs beyond optuna (Optuna imports it only when the sampler first samples
+#: for itself, after its random start-up trials: a sweep would stop mid-way without this check)
+SAMPLER_NEEDS = {"cmaes": ("cmaes",), "gp": ("torch", "scipy")}
 STUDY_DB = "study.db"
 STUDY_JOURNAL = "study.log"
 #: user attribute of a trial: the name of its run directory
@@ -163,6 +166,15 @@ def _storage(optuna: Any, storage: str, sweep_dir: Path) -> Any:
 
 
 def _sampler(optuna: Any, block: OptimizeBlock) -> Any:
+    import importlib.util
+
+    missing = [m for m in SAMPLER_NEEDS.get(block.sampler, ()) if not importlib.util.find_spec(m)]
+    if missing:
+        ready = ", ".join(s for s in SAMPLERS if s not in SAMPLER_NEEDS)
+        raise InputError(
+            f"optimize.sampler: {block.sampler!r} needs {' and '.join(missing)}, not installed "
+            f"here: pip install {' '.join(missing)} (or use {ready})"
+        )
     cls = getattr(optuna.samplers, SAMPLERS[block.sampler])
     try:
         return cls(seed=block.seed)
@@ -188,9 +200,10 @@ class Study:
         self.block = block
         self._optuna = optuna
         self._distributions = {d.key: _distribution(optuna, d) for d in block.space}
+        sampler = _sampler(optuna, block)  # first: a refused sampler leaves no study file
         self.study = optuna.create_study(
             storage=_storage(optuna, block.storage, sweep_dir),
-            sampler=_sampler(optuna, block),
+            sampler=sampler,
             study_name=name,
             direction=block.direction,
             load_if_exists=True,

@@ -71,6 +71,9 @@ class TrialFeed:
         self._todo = 0
         self.asked = 0
         self.told_count = 0
+        #: why the study stopped the sweep (it could not ask or be told); the runs in flight
+        #: still finish and are recorded, and the sweep ends with this error (exit 1)
+        self.error: str | None = None
 
     # -- before the sweep ------------------------------------------------------------------------
     def known_specs(self) -> list[RunSpec]:
@@ -115,12 +118,16 @@ class TrialFeed:
 
     def __next__(self) -> RunSpec:
         with self._lock:
-            if self.asked >= self._todo:
+            if self.asked >= self._todo or self.error:
                 raise StopIteration
-            trial = self.study.ask()
+            try:
+                trial = self.study.ask()
+                spec = self.sweep.trial_spec(trial.number, trial.params, self.flows, self.root)
+                self.study.name_run(trial, spec.name)
+            except Exception as exc:  # the study failed, not a worker: no more trials
+                self._failed("ask for a trial", exc)
+                raise StopIteration from None
             self.asked += 1
-            spec = self.sweep.trial_spec(trial.number, trial.params, self.flows, self.root)
-            self.study.name_run(trial, spec.name)
             self._numbers[spec.run_dir] = trial.number
             self.configs[spec.run_dir] = spec.config
         log.debug("%s: trial %d asked: %s", self.sweep.name, trial.number,
@@ -139,13 +146,25 @@ class TrialFeed:
                 return False
             result = outcome.result
             status = result.status if result is not None else None
-            why = self.study.tell(number, status, run_dir)
+            try:
+                why = self.study.tell(number, status, run_dir)
+            except Exception as exc:  # the run is recorded and indexed; the study missed it
+                self._failed(f"be told trial {number}", exc)
+                return False
             self.told_count += 1
         value = None if why else self.study.value_of(status, run_dir)[0]
         self._label(run_dir, number, value, why)
         if why:
             log.info("%s: trial %d failed: %s", self.sweep.name, number, why)
         return True
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        if self.error is None:
+            self.error = (
+                f"{self.sweep.name}: the study could not {what} ({type(exc).__name__}: {exc}); "
+                "the runs so far are recorded: fix the study's storage and sweep again to go on"
+            )
+            log.debug("%s", self.error, exc_info=exc)
 
     def _label(self, run_dir: Path, number: int, value: float | None, why: str | None) -> None:
         labels: dict[str, Any] = {"trial": number, "trial_state": "fail" if why else "complete",

@@ -6,6 +6,7 @@ Real kernels, real conductors (``python -m ductaflow sweep``), real study files.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from conftest import FLOWS, REPO, read_json, run_cli, wait_for, wait_no_kernels
 
 import ductaflow
 from ductaflow.errors import SweepSpecError
+from ductaflow.report import report_data, run_table
 from ductaflow.sweep import Sweep
 
 SPACE = {"x": {"uniform": [-3, 5]}, "y": {"uniform": [-5, 3]}}
@@ -76,6 +78,11 @@ def test_tpe_finds_the_minimum_with_two_trials_in_flight(tmp_path: Path) -> None
     best_run = best.user_attrs["ductaflow_run"]
     assert f'{best_run}</a> <span class="best"' in page
     assert f"best {best_run}</figcaption>" in page
+    # a large report's paged table marks the same run, by row (its data, drawn by table.js)
+    frame = ductaflow.load_index(root)
+    table = run_table(frame, report_data(frame))
+    (row,) = table.columns["best"]
+    assert table.columns["run"][row] == best_run
     # a second sweep has nothing left to run; status names the best trial
     again = run_cli("sweep", spec, "-j", "2", "--no-progress", "--no-report", cwd=tmp_path)
     assert again.returncode == 0 and "0 ok" in again.stdout and "40 skipped" in again.stdout
@@ -323,6 +330,58 @@ def test_a_bad_input_is_one_line_exit_2_before_any_run(tmp_path: Path) -> None:
         proc.stderr
     )
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler", ["cmaes", "nsga2", "qmc"])
+def test_every_installed_sampler_runs_a_whole_study(sampler: str, tmp_path: Path) -> None:
+    # 10 trials: past CMA-ES's one random start-up trial, so its own package (cmaes) is used
+    spec = write_spec(tmp_path, trials=10, sampler=sampler)
+    proc = run_cli("sweep", spec, "-j", "2", "--no-progress", "--no-report", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "q: ok: 10 ok" in proc.stdout, proc.stdout
+    study = ductaflow.load_study(tmp_path / "runs", "q")
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 10
+    assert len({(t.params["x"], t.params["y"]) for t in study.get_trials()}) == 10
+
+
+@pytest.mark.skipif(
+    all(importlib.util.find_spec(m) for m in ("torch", "scipy")), reason="torch is installed"
+)
+def test_a_sampler_whose_package_is_missing_is_exit_2_before_any_run(tmp_path: Path) -> None:
+    # GPSampler imports torch only after its 10 random start-up trials: without this check a
+    # 13-trial sweep ran 11, called the import error a dead worker, and ended "ok" (exit 0)
+    spec = write_spec(tmp_path, trials=13, sampler="gp")
+    proc = run_cli("sweep", spec, "-j", "2", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "optimize.sampler: 'gp' needs torch" in proc.stderr and "pip install torch" in (
+        proc.stderr
+    )
+    assert not (tmp_path / "runs").exists()  # no run directory, no study file
+
+
+@pytest.mark.slow
+def test_a_study_that_fails_mid_sweep_stops_it_with_exit_1(tmp_path: Path) -> None:
+    # a real fault: a run writes a line that is not JSON into the study's journal; the next
+    # ask or tell fails: no more trials are asked, the runs in flight finish and are recorded,
+    # the sweep ends "stopped", exit 1, one error line naming the study -- never "ok"
+    journal = tmp_path / "runs" / "d" / "study.log"
+    spec = {"name": "d", "flows": [str(FLOWS / "quadratic_damages_study.py")],
+            "base": {"journal": str(journal), "damage_above": 1.0},
+            "optimize": {"result": "loss", "trials": 30, "sampler": "random", "seed": 3,
+                         "storage": "journal", "space": SPACE}}  # fmt: skip
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    proc = run_cli("sweep", "spec.json", "-j", "2", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "d: stopped: " in proc.stdout, proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("ductaflow: error:")]
+    assert len(errors) == 1 and "d: the study could not " in errors[0], proc.stderr
+    assert "JSONDecodeError" in errors[0] and "Traceback" not in proc.stderr
+    rows = index_rows(tmp_path / "runs", "d")
+    dirs = list((tmp_path / "runs" / "d").glob("trial=*"))
+    assert 0 < len(rows) == len(dirs) < 30  # every run recorded, and the sweep did stop
+    assert all(r["status"] == "ok" for r in rows)
 
 
 def test_without_optuna_it_says_which_extra(tmp_path: Path) -> None:

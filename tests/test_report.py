@@ -678,7 +678,12 @@ frame.addEventListener("load", function () {
     text.value = "alpha=7"; text.dispatchEvent(new Event("input"));
     got.alpha7 = rows(); got.alpha7Where = where();
     out.textContent = JSON.stringify(got);
-  } catch (e) { out.textContent = "error: " + e + " " + e.stack; }
+  } catch (e) {  // what the table held then: a failure here says what the page drew
+    var trs = frame.contentDocument.querySelectorAll("#runs-table tbody tr");
+    out.textContent = "error: " + e + " " + e.stack + "\n" + trs.length + " rows; the first: " +
+      (trs.length ? trs[0].outerHTML : "none") + "\nwhere: " +
+      (frame.contentDocument.getElementById("where") || {}).textContent;
+  }
 });
 frame.src = "report.html";
 </script></body></html>
@@ -742,6 +747,34 @@ def test_a_10000_run_report_pages_sorts_and_filters_in_a_browser(tmp_path: Path)
     # charts drawn from aggregates and a capped sample
     assert got["svgs"] >= 3 and 0 < got["dots"] <= 2 * report.MAX_POINTS  # score by alpha, seed
     print(f"opened in Chromium in {got['loaded_ms']:.0f} ms")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
+def test_a_large_reports_paged_table_marks_the_best_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ductaflow
+
+    flow = Path(__file__).parent / "flows" / "quadratic.py"
+    space = {"x": {"uniform": [-3, 5]}, "y": {"uniform": [-5, 3]}}
+    block = {"result": "loss", "trials": 6, "sampler": "random", "seed": 4, "space": space}
+    sweep = Sweep.from_dict({"name": "q", "flows": [str(flow)], "optimize": block})
+    root = tmp_path / "runs"
+    done = execute_sweep(sweep, SweepOptions(runs_root=root, n_jobs=2, progress=False,
+                                             report=False))  # fmt: skip
+    assert done.ok, done.summary()
+    best_run = ductaflow.load_study(root, "q").best_trial.user_attrs["ductaflow_run"]
+    # past TABLE_ROWS_MAX runs the table is data that table.js draws: make 6 runs "large"
+    monkeypatch.setattr(report, "TABLE_ROWS_MAX", 2)
+    out = write_report(root, sweep="q", render_notebooks=False)
+    assert "<tbody>" not in out.read_text(encoding="utf-8")
+    dom = chromium("--allow-file-access-from-files", "--virtual-time-budget=10000",
+                   "--dump-dom", out.as_uri(), profile=tmp_path / "profile")  # fmt: skip
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", dom, re.S)
+    assert sum(1 for r in rows if 'class="run"' in r) == 6, dom[-3000:]
+    (marked,) = [r for r in rows if "★ best" in r]
+    assert f">{best_run}</a>" in marked
 
 
 def test_a_run_that_took_more_than_one_attempt_is_marked(tmp_path: Path) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from helpers import FLOWS, run_cli
+from helpers import FLOWS, REPO, run_cli
 
 from ductaflow.errors import SweepSpecError
 from ductaflow.sweep import Sweep
@@ -88,25 +91,61 @@ def test_a_key_sampled_and_in_the_grid_is_refused() -> None:
 
 @pytest.mark.slow
 def test_a_sampled_sweep_runs_and_resumes(tmp_path: Path) -> None:
+    # the issue's own case: 16 Sobol points, swept again (all skipped), then n = 32: 16 new
     spec = {
         "name": "sob",
         "flows": [str(FLOWS / "work.py")],
-        "sample": {"n": 4, "method": "sobol", "seed": 3, "space": {"x": {"int": [0, 100]}}},
+        "sample": {"n": 16, "method": "sobol", "seed": 3, "space": {"x": {"int": [0, 100]}}},
     }
     path = tmp_path / "sob.json"
     path.write_text(json.dumps(spec))
     first = run_cli("sweep", path, "-j", "2", "--no-report", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "4 ok" in first.stdout
-    spec["sample"]["n"] = 6
+    assert "16 ok" in first.stdout
+    again = run_cli("sweep", path, "-j", "2", "--no-report", cwd=tmp_path)
+    assert again.returncode == 0 and "0 ok" in again.stdout and "16 skipped" in again.stdout
+    spec["sample"]["n"] = 32
     path.write_text(json.dumps(spec))
     second = run_cli("sweep", path, "-j", "2", "--no-report", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
-    assert "2 ok" in second.stdout and "4 skipped" in second.stdout
-    for run_dir in (p.parent for p in (tmp_path / "runs" / "sob").glob("*/status.json")):
+    assert "16 ok" in second.stdout and "16 skipped" in second.stdout
+    assert "lays out" not in second.stderr  # sobol keeps its points: nothing to say
+    run_dirs = [p.parent for p in (tmp_path / "runs" / "sob").glob("*/status.json")]
+    assert len(run_dirs) == 32
+    for run_dir in run_dirs:  # each point ran once, as the int it was asked as
         config = json.loads((run_dir / "CONFIG.json").read_text())
         results = json.loads((run_dir / "results.json").read_text())
+        assert type(config["x"]) is int and 0 <= config["x"] <= 100
         assert results == {"double": 2 * config["x"]}
+        assert (run_dir / "executions.log").read_text().count("\n") == 1
+
+
+@pytest.mark.slow
+def test_lhs_says_that_it_lays_out_its_points_anew(tmp_path: Path) -> None:
+    spec = {
+        "name": "l",
+        "flows": [str(FLOWS / "work.py")],
+        "sample": {"n": 3, "method": "lhs", "seed": 1, "space": {"x": {"int": [0, 100]}}},
+    }
+    path = tmp_path / "l.json"
+    path.write_text(json.dumps(spec))
+    first = run_cli("sweep", path, "-j", "2", "--no-report", cwd=tmp_path)
+    assert first.returncode == 0 and "lays out" not in first.stderr, first.stderr
+    spec["sample"]["n"] = 4
+    path.write_text(json.dumps(spec))
+    dry = run_cli("sweep", path, "--dry-run", cwd=tmp_path)
+    second = run_cli("sweep", path, "-j", "2", "--no-report", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    for proc in (dry, second):
+        assert "l: 'lhs' lays out all 4 points anew when n changes: " in proc.stderr, proc.stderr
+    moved = len({*first_names(tmp_path, 3)} - {*first_names(tmp_path, 4)})
+    assert f"{moved} run(s) in " in second.stderr and moved > 0
+
+
+def first_names(tmp_path: Path, n: int) -> list[str]:
+    block = {"n": n, "method": "lhs", "seed": 1, "space": {"x": {"int": [0, 100]}}}
+    sweep = Sweep.from_dict({"name": "l", "flows": [str(FLOWS / "work.py")], "sample": block})
+    return [s.run_dir.name for s in sweep.expand(tmp_path / "runs")]
 
 
 def test_the_cli_says_a_bad_block_in_one_line(tmp_path: Path) -> None:
@@ -116,4 +155,22 @@ def test_the_cli_says_a_bad_block_in_one_line(tmp_path: Path) -> None:
     proc = run_cli("sweep", tmp_path / "b.json", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "'sample'.space: 'x'" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("method", ["sobol", "halton", "lhs"])
+def test_without_scipy_it_says_which_extra(method: str, tmp_path: Path) -> None:
+    spec = {"name": "s", "flows": [str(FLOWS / "work.py")],
+            "sample": {"n": 4, "method": method, "space": {"x": {"int": [0, 9]}}}}  # fmt: skip
+    (tmp_path / "s.json").write_text(json.dumps(spec))
+    code = (
+        "import sys; sys.modules['scipy'] = None\n"  # import scipy then raises ImportError
+        "from ductaflow.cli import main; raise SystemExit(main(sys.argv[1:]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, "sweep", "s.json"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert f'sample method {method!r} needs scipy: pip install "ductaflow[sample]"' in (proc.stderr)
     assert not (tmp_path / "runs").exists()

@@ -157,6 +157,9 @@ def run_table(
     attempts = frame["attempts"].tolist() if "attempts" in frame else []
     # rows of runs that took more than one attempt: how many (few, so by row)
     retried = {i: int(n) for i, n in enumerate(attempts) if not is_missing(n) and int(n) > 1}
+    # rows of optimize sweeps' best trials (one a sweep), marked ★ as in the HTML table
+    best_runs = {(h.sweep, h.best_run) for h in data.histories}
+    best = {i: 1 for i, key in enumerate(zip(sweeps, runs, strict=True)) if key in best_runs}
     for error in frame["error"].tolist() if "error" in frame else [None] * len(frame):
         error_codes.add(as_text(error))
     durations = [
@@ -184,6 +187,7 @@ def run_table(
         "parent": parent_codes.packed(),
         "names": names,
         "retried": retried,
+        "best": best,
         "columns": columns,
         "duration": durations,
         "links": link_codes.values,

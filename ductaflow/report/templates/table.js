@@ -172,6 +172,10 @@
       }
       td = tr.insertCell(); td.className = "run";
       td.appendChild(el("a", {href: d + "/", title: "run directory"}, D.run[i]));
+      if (D.best[i]) {
+        td.appendChild(document.createTextNode(" "));
+        td.appendChild(el("span", {"class": "best", title: "the best trial"}, "\u2605 best"));
+      }
       if (D.sweep.length) tr.insertCell().textContent = D.sweeps[D.sweep[i]];
       D.columns.forEach(function (col) {
         td = tr.insertCell();
