@@ -680,8 +680,8 @@ frame.addEventListener("load", function () {
     out.textContent = JSON.stringify(got);
   } catch (e) {  // what the table held then: a failure here says what the page drew
     var trs = frame.contentDocument.querySelectorAll("#runs-table tbody tr");
-    out.textContent = "error: " + e + " " + e.stack + "\n" + trs.length + " rows; the first: " +
-      (trs.length ? trs[0].outerHTML : "none") + "\nwhere: " +
+    out.textContent = "error: " + e + " " + e.stack + "\\n" + trs.length + " rows; the first: " +
+      (trs.length ? trs[0].outerHTML : "none") + "\\nwhere: " +
       (frame.contentDocument.getElementById("where") || {}).textContent;
   }
 });
