@@ -13,6 +13,13 @@ flow; 5% failed, 1% timed out) and ``index.csv``. Measured on it, each step in a
 - ``load_index`` (the index checked against the run directories), ``ductaflow status``;
 - ``write_report`` (``render_notebooks=False``: nbconvert's cost is per notebook and apart).
 
+``--against DIR``: each step also with the code of another checkout (``PYTHONPATH=DIR``), the
+two in turn in each round, and the ratio of their medians: before/after side by side.
+
+``--browser``: the report opened in headless Chromium (``/usr/bin/chromium``): the time from
+the page's load start to its load event, by which the table's first page is in the DOM (its
+script runs as the page is parsed), and the Chromium process's whole wall (start included).
+
 ``--real N``: ``ductaflow sweep`` of a trivial flow, N runs, warm kernels, as a user runs it
 (CLI, no report), with the share of its wall that is ductaflow's own bookkeeping: the wall
 minus the runs' own time (each run's ``duration_s``) divided by the workers.
@@ -23,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -118,18 +126,20 @@ print("SIZE", out.stat().st_size)
 }
 
 
-def step(name: str, root: Path, n: int) -> tuple[float, float, int | None]:
-    """One step in a fresh interpreter: (wall s, CPU s, report bytes)."""
-    code = (
-        "import sys, time\nfrom pathlib import Path\n"
-        f"sys.path.insert(0, {str(HERE)!r})\nfrom bench_scale import FLOW, grid_for\n"
+def step(name: str, root: Path, n: int, code: Path) -> tuple[float, float, int | None]:
+    """One step in a fresh interpreter on the ductaflow in ``code``: (wall s, CPU s, bytes)."""
+    program = (  # the code first: ``python -c`` puts the working directory before PYTHONPATH
+        f"import sys, time\nfrom pathlib import Path\nsys.path[:0] = [{str(code)!r}]\n"
+        f"sys.path.insert(1, {str(HERE)!r})\nfrom bench_scale import FLOW, grid_for\n"
+        "import ductaflow\nassert ductaflow.__file__.startswith(sys.path[0]), ductaflow.__file__\n"
         f"N, ROOT = {n}, Path({str(root)!r})\nHALF = ROOT.parent / 'half-runs'\n"
         + STEPS[name]
         + "\nprint('TIME', time.perf_counter() - t0, time.process_time() - c0)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env)
     if out.returncode:
-        sys.exit(f"{name}: failed\n{out.stderr}")
+        sys.exit(f"{name} ({code}): failed\n{out.stderr}")
     wall = cpu = 0.0
     size = None
     for line in out.stdout.splitlines():
@@ -138,6 +148,43 @@ def step(name: str, root: Path, n: int) -> tuple[float, float, int | None]:
         elif line.startswith("SIZE"):
             size = int(line.split()[1])
     return wall, cpu, size
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Loads the report in a frame and writes, when it has loaded, how long that took and how many
+# table rows it shows, into its own DOM for --dump-dom.
+PROBE = """<!DOCTYPE html><html><body><iframe id="f" style="width:1400px;height:1600px"></iframe>
+<pre id="out">not loaded</pre><script>
+var frame = document.getElementById("f"), t0 = performance.now();
+frame.addEventListener("load", function () {
+  var d = frame.contentDocument, ms = performance.now() - t0;
+  var rows = d.querySelectorAll("#runs-table tbody tr, table.runs tbody tr").length;
+  document.getElementById("out").textContent = JSON.stringify({ms: ms, rows: rows});
+});
+frame.src = "report.html";
+</script></body></html>"""
+
+
+def open_in_browser(page: Path) -> tuple[float, float, int]:
+    """The report in headless Chromium: (ms to its load event, the process's wall s, rows)."""
+    probe = page.parent / "probe.html"
+    probe.write_text(PROBE, encoding="utf-8")
+    with tempfile.TemporaryDirectory(prefix="df-chromium-") as profile:
+        t0 = time.perf_counter()
+        out = subprocess.run(
+            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--allow-file-access-from-files", "--dump-dom",
+             probe.as_uri()],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        wall = time.perf_counter() - t0
+    probe.unlink()
+    found = re.search(r'<pre id="out">(\{.*?\})</pre>', out.stdout.replace("&quot;", '"'))
+    if not found:
+        sys.exit(f"chromium: the probe did not report\n{out.stdout[-500:]}{out.stderr[-500:]}")
+    got = json.loads(found.group(1))
+    return got["ms"], wall, got["rows"]
 
 
 def make_half(root: Path, n: int) -> None:
@@ -189,8 +236,17 @@ def main() -> None:
     parser.add_argument("--real", type=int, default=0, help="also a real sweep of N runs")
     parser.add_argument("-j", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="build (or reuse) the synthetic root here")
+    parser.add_argument("--against", type=Path, help="a checkout of the code before")
+    parser.add_argument("--browser", action="store_true", help="open the report in Chromium")
+    parser.add_argument("--steps", help="only these steps (comma-separated names, as printed)")
     args = parser.parse_args()
+    if args.steps:
+        for name in set(STEPS) - set(args.steps.split(",")):
+            del STEPS[name]
     n = args.runs
+    codes = {"after": HERE.parent}
+    if args.against:
+        codes = {"before": args.against.absolute(), **codes}
     load = os.getloadavg()[0]
     print(f"python {sys.version.split()[0]}, {n:,} runs, rounds={args.rounds}, load {load:.1f}")
     with tempfile.TemporaryDirectory(prefix="df-bench-scale-") as tmp:
@@ -200,17 +256,25 @@ def main() -> None:
             synthesize(root, n)
             make_half(root.parent / "half-runs", n)
             print(f"synthesized in {time.perf_counter() - t0:.0f} s")
-        times: dict[str, list[tuple[float, float, int | None]]] = {s: [] for s in STEPS}
+        times = {(s, c): [] for s in STEPS for c in codes}  # type: ignore[var-annotated]
+        opened: list[tuple[float, float, int]] = []
+        loads = []
         for _ in range(args.rounds):
-            for name in STEPS:  # interleaved: each round runs every step once
-                times[name].append(step(name, root, n))
-        print(f"\n| {n:,} runs | wall s | CPU s | report size |\n|---|---:|---:|---:|")
-        for name, got in times.items():
-            wall = statistics.median(t[0] for t in got)
-            cpu = statistics.median(t[1] for t in got)
-            sizes = [t[2] for t in got if t[2] is not None]
-            size = f"{statistics.median(sizes) / 1e6:.1f} MB" if sizes else ""
-            print(f"| {name} | {wall:.2f} | {cpu:.2f} | {size} |")
+            for name in STEPS:  # interleaved: each round runs every step once with each code
+                for code, path in codes.items():
+                    times[name, code].append(step(name, root, n, path))
+            if args.browser:
+                opened.append(open_in_browser(root / "big" / "report.html"))
+            loads.append(os.getloadavg()[0])
+        print(f"load average over the rounds: {min(loads):.1f}-{max(loads):.1f}")
+        print_table(n, times, codes)
+        if opened:
+            ms = statistics.median(o[0] for o in opened)
+            wall = statistics.median(o[1] for o in opened)
+            print(f"\n| opened in headless Chromium, {n:,} runs | value |\n|---|---:|")
+            print(f"| page load start to load event (table drawn) | {ms / 1000:.2f} s |")
+            print(f"| Chromium process, start to DOM dump | {wall:.2f} s |")
+            print(f"| table rows on the first page | {opened[0][2]} |")
         if args.real:
             got = real_sweep(args.real, args.j, Path(tmp))
             print(f"\n| real sweep, {args.real:,} trivial runs, -j {args.j}, warm | value |")
@@ -220,6 +284,31 @@ def main() -> None:
             print(f"| ductaflow's own (wall minus that) | {got['own']:.1f} s |")
             print(f"| share of wall in ductaflow's bookkeeping | {got['share']:.1%} |")
             print(f"| `ductaflow status` at {args.real:,} runs | {got['status']:.2f} s |")
+
+
+def print_table(n: int, times: dict, codes: dict[str, Path]) -> None:
+    """Medians of wall and CPU seconds per step and code, and before/after when both ran."""
+
+    def med(name: str, code: str, k: int) -> float:
+        return statistics.median(t[k] for t in times[name, code])
+
+    both = "before" in codes
+    head = "| before wall / CPU s | after wall / CPU s | before / after (wall) |" if both else (
+        "| wall s | CPU s |")  # fmt: skip
+    print(f"\n| {n:,} runs {head} report size |")
+    print("|---" + "|---:" * (head.count("|") - 1) + "|---:|")
+    for name in STEPS:
+        sizes = [t[2] for t in times[name, "after"] if t[2] is not None]
+        size = f"{statistics.median(sizes) / 1e6:.1f} MB" if sizes else ""
+        after = f"{med(name, 'after', 0):.2f} / {med(name, 'after', 1):.2f}"
+        if both:
+            before = f"{med(name, 'before', 0):.2f} / {med(name, 'before', 1):.2f}"
+            ratio = med(name, "before", 0) / med(name, "after", 0)
+            print(f"| {name} | {before} | {after} | {ratio:.1f}x | {size} |")
+        else:
+            print(
+                f"| {name} | {med(name, 'after', 0):.2f} | {med(name, 'after', 1):.2f} | {size} |"
+            )
 
 
 if __name__ == "__main__":

@@ -410,7 +410,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from .environment import ENVIRONMENT_DIR
     from .index import scan_rows
 
-    rows = scan_rows(args.runs_root)
+    rows = scan_rows(args.runs_root, base=True)  # what status.json says, as it says it now
     if not rows:
         print(f"{args.runs_root}: no runs yet")
         return EXIT_OK

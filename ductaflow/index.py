@@ -22,6 +22,7 @@ import errno
 import io
 import json
 import logging
+import operator
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -116,8 +117,24 @@ def build_row(
     if config is None:
         loaded = _read_json(run_dir / CONFIG_FILE)
         config = loaded if isinstance(loaded, dict) else {}
+    row = _base_row(run_dir, status)
+    labels = _read_json(run_dir / LABELS_FILE)  # sample, trial: see RunSpec.labels
+    if isinstance(labels, dict):
+        row.update({_text(str(k)): v for k, v in labels.items() if str(k) not in row})
+    row.update({f"param.{_text(k)}": v for k, v in flatten(config).items()})
+    results = _read_json(run_dir / RESULTS_FILE)
+    if isinstance(results, dict):
+        row.update({f"result.{_text(str(k))}": v for k, v in results.items()})
+    for flow in status.get("flows", ()):
+        if isinstance(flow, dict) and flow.get("duration_s") is not None:
+            row[f"flow.{_text(str(flow.get('name')))}.duration_s"] = flow["duration_s"]
+    return {k: _cell(v) for k, v in row.items()}
+
+
+def _base_row(run_dir: Path, status: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``BASE_COLUMNS`` and ``RECORD_COLUMNS`` of a run's row: its ``status.json`` alone."""
     state, error = shown_status(run_dir, status.get("status", ""), status.get("error"))
-    row = {
+    return {
         "sweep": status.get("sweep") or run_dir.parent.name,
         "run": status.get("name") or run_dir.name,
         "run_dir": str(run_dir),
@@ -132,37 +149,40 @@ def build_row(
         "env_hash": status.get("env_hash"),
         "git_commit": status.get("git_commit"),
     }
-    labels = _read_json(run_dir / LABELS_FILE)  # sample, trial: see RunSpec.labels
-    if isinstance(labels, dict):
-        row.update({_text(str(k)): v for k, v in labels.items() if str(k) not in row})
-    row.update({f"param.{_text(k)}": v for k, v in flatten(config).items()})
-    results = _read_json(run_dir / RESULTS_FILE)
-    if isinstance(results, dict):
-        row.update({f"result.{_text(str(k))}": v for k, v in results.items()})
-    for flow in status.get("flows", ()):
-        if isinstance(flow, dict) and flow.get("duration_s") is not None:
-            row[f"flow.{_text(str(flow.get('name')))}.duration_s"] = flow["duration_s"]
-    return {k: _cell(v) for k, v in row.items()}
 
 
-def run_dirs(root: Path) -> Iterator[Path]:
-    """Run directories under a runs root: ``<root>/<sweep>/<run>/`` with a ``status.json``."""
+def run_dirs(root: Path, skip: Iterable[str] = ()) -> Iterator[Path]:
+    """Run directories under a runs root: ``<root>/<sweep>/<run>/`` with a ``status.json``.
+
+    Those whose ``<sweep>/<run>`` is in ``skip`` are left out unlooked at: each sweep folder is
+    listed once, and only a directory not in ``skip`` costs a look for its ``status.json``.
+    """
+    known: dict[str, set[str]] = {}
+    for key in skip:
+        sweep, _, name = key.partition("/")
+        known.setdefault(sweep, set()).add(name)
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for sweep in sorted(os.scandir(root), key=lambda e: e.name):
             if not sweep.is_dir() or sweep.name.startswith("."):
                 continue
             try:
-                runs = sorted(os.scandir(sweep.path), key=lambda e: e.name)
+                names = set(os.listdir(sweep.path)) - known.get(sweep.name, set())
             except OSError:  # a sweep folder that cannot be listed holds no readable run
                 continue
-            for run in runs:
-                if run.is_dir() and os.path.exists(os.path.join(run.path, STATUS_FILE)):
-                    yield Path(run.path)
+            for name in sorted(names):
+                path = os.path.join(sweep.path, name)
+                if os.path.isdir(path) and os.path.exists(os.path.join(path, STATUS_FILE)):
+                    yield Path(path)
 
 
-def scan_rows(root: Path) -> list[dict[str, str]]:
-    """Rows for every run directory under ``root``, read from disk."""
-    return [build_row(d, read_status(d)) for d in run_dirs(Path(root).absolute())]
+def scan_rows(root: Path, *, base: bool = False) -> list[dict[str, str]]:
+    """Rows for every run directory under ``root``, read from disk; with ``base``, only the
+    columns its ``status.json`` gives (``BASE_COLUMNS``, ``RECORD_COLUMNS``: one file a run,
+    not four, for ``ductaflow status``)."""
+    dirs = run_dirs(Path(root).absolute())
+    if not base:
+        return [build_row(d, read_status(d)) for d in dirs]
+    return [{k: _cell(v) for k, v in _base_row(d, read_status(d) or {}).items()} for d in dirs]
 
 
 def order_columns(columns: Iterable[str]) -> list[str]:
@@ -180,30 +200,57 @@ def parse_index(text: str) -> tuple[list[dict[str, str]], str | None]:
     Sound means: a header that starts with ``BASE_COLUMNS`` and names each column once, every
     row with one field per column and a ``run_dir``, and a last line that ends the file.
     """
+    header, records, problem = _parse_fields(text)
+    return [dict(zip(header, fields, strict=True)) for fields in records], problem
+
+
+def _parse_fields(text: str) -> tuple[list[str], list[list[str]], str | None]:
+    """``parse_index`` as the header and each row's fields: checked whole, at C speed; a text
+    that is not sound is read again line by line (``_parse_slowly``) to say where."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader)
+        records = list(reader)
+    except (csv.Error, StopIteration):
+        return _parse_slowly(text)
+    if (
+        header[: len(BASE_COLUMNS)] != list(BASE_COLUMNS)
+        or len(set(header)) != len(header)
+        or not text.endswith("\n")
+        or (records and set(map(len, records)) != {len(header)})
+        or not all(map(operator.itemgetter(BASE_COLUMNS.index("run_dir")), records))
+    ):
+        return _parse_slowly(text)
+    return header, records, None
+
+
+def _parse_slowly(text: str) -> tuple[list[str], list[list[str]], str | None]:
+    """``_parse_fields`` row by row: what is wrong, and at which line."""
     if not text.strip():
-        return [], "it is empty"
+        return [], [], "it is empty"
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
         if header[: len(BASE_COLUMNS)] != list(BASE_COLUMNS):
-            return [], f"its header is not ductaflow's ({','.join(BASE_COLUMNS[:3])},...)"
+            return [], [], f"its header is not ductaflow's ({','.join(BASE_COLUMNS[:3])},...)"
         if len(set(header)) != len(header):
-            return [], "its header names a column twice"
-        rows = []
+            return [], [], "its header names a column twice"
+        records = []
         for fields in reader:
             if len(fields) != len(header):
-                return [], (
-                    f"line {reader.line_num} has {len(fields)} fields, the header {len(header)}"
+                return (
+                    [],
+                    [],
+                    (f"line {reader.line_num} has {len(fields)} fields, the header {len(header)}"),
                 )
-            row = dict(zip(header, fields, strict=True))
-            if not row["run_dir"]:
-                return [], f"line {reader.line_num} has no run_dir"
-            rows.append(row)
+            if not fields[BASE_COLUMNS.index("run_dir")]:
+                return [], [], f"line {reader.line_num} has no run_dir"
+            records.append(fields)
     except csv.Error as exc:
-        return [], f"line {reader.line_num} is not valid CSV ({exc})"
+        return [], [], f"line {reader.line_num} is not valid CSV ({exc})"
     if not text.endswith("\n"):
-        return [], "its last line is cut short"
-    return rows, None
+        return [], [], "its last line is cut short"
+    return header, records, None
 
 
 def _csv_text(rows: Iterable[Mapping[str, str]]) -> str:
@@ -286,47 +333,63 @@ class IndexFile:
         with file_lock(self._lock_path):
             yield
 
-    def _load(self, fix: bool) -> tuple[list[dict[str, str]] | None, str | None]:
-        """The file's rows (None when there is no file) and what is wrong with it."""
+    def _load(self, fix: bool) -> tuple[list[str], list[list[str]] | None, str | None, str]:
+        """The file's header and rows (None when there is no file), what is wrong with it, and
+        its text."""
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
-            return None, None
+            return [], None, None, ""
         except IsADirectoryError:
             if not fix:
-                return [], "it is a directory"
+                return [], [], "it is a directory", ""
             try:
                 target = move_aside(self.path)
             except OSError as exc:
                 raise storage_error(self.path, exc, "move the directory aside") from None
-            return [], f"it was a directory (moved to {target.name})"
+            return [], [], f"it was a directory (moved to {target.name})", ""
         except OSError as exc:
             raise storage_error(self.path, exc, "read the index") from None
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return [], f"it is not valid UTF-8 (byte {exc.start})"
-        return parse_index(text)
+            return [], [], f"it is not valid UTF-8 (byte {exc.start})", ""
+        return (*_parse_fields(text), text)
 
-    def _checked(self, fix: bool = True) -> tuple[list[dict[str, str]], bool]:
+    def _checked(
+        self, fix: bool = True, rows: bool = True
+    ) -> tuple[list[dict[str, str]] | None, bool, str | None]:
         """The index's rows checked against the run directories, repaired where they differ;
-        also whether they differ from the file (then the caller writes them)."""
-        rows, problem = self._load(fix)
-        dirs = {self.key(d): d for d in run_dirs(self.root)}
-        if rows is None or problem is not None:
+        whether they differ from the file (then the caller writes them); and the file's text
+        when it is already ``_csv_text`` of the rows (sorted, one row per run, plain keys).
+        Without ``rows``, the rows are None when that text stands for them.
+
+        Each sweep folder is listed once: a run directory the file lists is taken as listed
+        (the file is appended to as each run ends), and only one it does not list, or one it
+        records ``running``, is looked into. No file is opened per listed run.
+        """
+        header, records, problem, text = self._load(fix)
+        if records is None or problem is not None:
+            dirs = {self.key(d): d for d in run_dirs(self.root)}
             if problem is not None and (dirs or problem != "it is empty"):
                 log.warning(
                     "%s: %s; rebuilt it from the %d run directories", self.path, problem, len(dirs)
                 )
-            return [self._normal(build_row(d, read_status(d))) for d in dirs.values()], True
-        by_key = {}
-        for row in rows:  # the last row of a run_dir wins
-            row = self._normal(row)
-            by_key[row["run_dir"]] = row
-        lost = [k for k in dirs if k not in by_key and not is_claimed(dirs[k])]
+            return [self._normal(build_row(d, read_status(d))) for d in dirs.values()], True, None
+        at, state = header.index("run_dir"), header.index("status")
+        by_key: dict[str, list[str] | dict[str, str]] = {}
+        renamed = False
+        for fields in records:  # the last row of a run_dir wins
+            key = fields[at]
+            if self._plain_key(key) != key:
+                fields, renamed = [*fields[:at], self.key(key), *fields[at + 1 :]], True
+            by_key[fields[at]] = fields
+        lost = [self.key(d) for d in run_dirs(self.root, skip=by_key) if not is_claimed(d)]
         # a run still recorded running is one whose row is not due yet (its process died and
         # no one has settled it): only a finished run without its row is damage to report
-        finished = [k for k in lost if (read_status(dirs[k]) or {}).get("status") != RUNNING]
+        finished = [
+            k for k in lost if (read_status(self.resolve(k)) or {}).get("status") != RUNNING
+        ]
         if finished:
             log.warning(
                 "%s: %d run director%s missing from it (%s%s); added from the run directories",
@@ -335,12 +398,36 @@ class IndexFile:
             )  # fmt: skip
         stale = [  # recorded running, but no process holds the run any more
             k
-            for k, row in by_key.items()
-            if row["status"] == RUNNING and k in dirs and not is_claimed(dirs[k])
+            for k, fields in by_key.items()
+            if fields[state] == RUNNING and self._is_run_dir(k) and not is_claimed(self.resolve(k))
         ]
         for k in [*lost, *stale]:
-            by_key[k] = self._normal(build_row(dirs[k], read_status(dirs[k])))
-        return list(by_key.values()), bool(lost or stale or len(by_key) != len(rows))
+            by_key[k] = self._normal(build_row(self.resolve(k), read_status(self.resolve(k))))
+        changed = bool(lost or stale or len(by_key) != len(records))
+        keys = list(by_key)
+        canonical = (
+            not changed
+            and not renamed
+            and bool(records)
+            and keys == sorted(keys)
+            and header == order_columns(header)
+        )
+        if canonical and not rows:
+            return None, False, text
+        out = [
+            v if isinstance(v, dict) else dict(zip(header, v, strict=True)) for v in by_key.values()
+        ]
+        return out, changed, text if canonical else None
+
+    def _is_run_dir(self, key: str) -> bool:
+        """Whether ``<root>/<key>`` is a run directory as ``run_dirs`` finds them."""
+        sweep, _, name = key.partition("/")
+        return (
+            bool(sweep and name)
+            and "/" not in name
+            and not sweep.startswith(".")
+            and os.path.exists(os.path.join(self.root, key, STATUS_FILE))
+        )
 
     def _sound_tail(self) -> list[str] | None:
         """The header, when the file is one a line can be appended to (ends in a newline)."""
@@ -374,24 +461,34 @@ class IndexFile:
     def read(self) -> list[dict[str, str]]:
         """The rows, checked against the run directories; a repair is written back when the
         disk allows, else only logged (a read-only runs root still reads)."""
+        return self._read()[0] or []
+
+    def csv_text(self) -> str:
+        """``read()`` as CSV text: the file's own when it needs no change (no row made and
+        written again to be parsed again), else the rows written as the file is."""
+        rows, text = self._read(rows=False)
+        return text if text is not None else _csv_text(rows or ())
+
+    def _read(self, rows: bool = True) -> tuple[list[dict[str, str]] | None, str | None]:
         try:
             with self._locked():
-                rows, changed = self._checked()
+                got, changed, text = self._checked(rows=rows)
                 if changed:
                     try:
-                        self._write(rows)
+                        self._write(got or ())
                     except StorageError as exc:
                         log.warning("%s; the repaired index is used in memory only", exc)
-                return rows
+                return got, text
         except StorageError as exc:
             if exc.errno not in _READ_ONLY:
                 raise
-            return self._checked(fix=False)[0]
+            got, _, text = self._checked(fix=False, rows=rows)
+            return got, text
 
     def merge(self, rows: Iterable[Mapping[str, str]]) -> None:
         """Replace (or add) the rows of these run directories; keep (and check) every other."""
         with self._locked():
-            merged = {row["run_dir"]: row for row in self._checked()[0]}
+            merged = {row["run_dir"]: row for row in self._checked()[0] or ()}
             merged.update((r["run_dir"], r) for r in map(self._normal, rows))
             self._write(merged.values())
 
@@ -402,7 +499,7 @@ class IndexFile:
         with self._locked():
             header = self._sound_tail()
             if header is None or not set(row) <= set(header):
-                merged = {r["run_dir"]: r for r in self._checked()[0]}
+                merged = {r["run_dir"]: r for r in self._checked()[0] or ()}
                 merged[row["run_dir"]] = row
                 self._write(merged.values())
                 return
@@ -441,10 +538,10 @@ def load_index(root: str | Path = "runs", *, rebuild: bool = False) -> Any:
     import pandas as pd
 
     index = IndexFile(root)
-    rows = index.rebuild() if rebuild else index.read()
+    csv_text = _csv_text(index.rebuild()) if rebuild else index.csv_text()
     text = {c: "string" for c in ("sweep", "run", "run_dir", "status", "error", "config_hash",
                                   "env_hash", "git_commit")}  # fmt: skip
-    frame = pd.read_csv(io.StringIO(_csv_text(rows)), dtype=text)
+    frame = pd.read_csv(io.StringIO(csv_text), dtype=text)
     frame["run_dir"] = pd.array([index.resolve_text(k) for k in frame["run_dir"]], dtype="string")
     for column in ("started", "finished"):
         frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")

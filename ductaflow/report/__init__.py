@@ -103,16 +103,6 @@ log = logging.getLogger("ductaflow")
 REPORT_FILE = "report.html"
 
 
-def _locate(root: str, recorded: str) -> str:
-    """A run directory as recorded in the index, or under ``root`` when the root was moved."""
-    path = os.path.normpath(recorded)
-    if os.path.isdir(path):
-        return path
-    parent, name = os.path.split(path)
-    moved = os.path.join(root, os.path.basename(parent), name)
-    return moved if os.path.isdir(moved) else path
-
-
 def _read_status(run_dir: str) -> dict[str, Any] | None:
     """``rundir.read_status`` on a path string (a ``Path`` per run costs 30 µs at 100,000 runs)."""
     try:
@@ -154,43 +144,50 @@ def load_details(run_dirs: Iterable[str | Path]) -> dict[str, RunDetail]:
     return details
 
 
-def _large_details(frame: Any) -> dict[str, RunDetail]:
+def _large_details(frame: Any) -> tuple[dict[str, RunDetail], set[str]]:
     """``load_details`` of a large report's runs, reading ``status.json`` only where the index
     cannot stand for it: the runs that are not ok (their tracebacks, failing cells and flows that
     did not run). An ok run's flows are its sweep's, in the order one ok run of that sweep
     recorded them, when the index lists the same flows for it (else its ``status.json`` is
     read); an ok flow's notebook was saved. At 100,000 runs this reads 5,000 files, not 100,000.
+
+    ``frame``'s ``run_dir`` are normalized (``os.path.normpath``). Also returns the run
+    directories whose ``status.json`` was read.
     """
     flow_cols = [c for c in frame.columns if c.startswith("flow.") and c.endswith(".duration_s")]
     names = [c[len("flow.") : -len(".duration_s")] for c in flow_cols]
     has = frame[flow_cols].notna().to_numpy() if flow_cols else None
-    statuses = frame["status"].tolist()
+    patterns = [row.tobytes() for row in has] if has is not None else [b""] * len(frame)
+    run_dirs = frame["run_dir"].tolist()
+    ok = (frame["status"] == OK).fillna(False).tolist()
+    details = load_details([d for d, good in zip(run_dirs, ok, strict=True) if not good])
+    looked = set(details)
+    # the ok runs by (sweep, flows the index lists): one status.json read for each group
+    groups: dict[tuple[Any, bytes], list[str]] = {}
+    listed: dict[tuple[Any, bytes], set[str]] = {}
     sweeps = frame["sweep"].tolist()
-    read: list[str] = []
-    templates: dict[Any, RunDetail | None] = {}  # (sweep, flows in the index) -> an ok run's
-    pending: list[tuple[str, Any]] = []
-    for i, run_dir in enumerate(frame["run_dir"].tolist()):
-        if statuses[i] != OK:
-            read.append(run_dir)
+    for i, (good, sweep, pattern) in enumerate(zip(ok, sweeps, patterns, strict=True)):
+        if not good:
             continue
-        key = (sweeps[i], frozenset(n for n, h in zip(names, has[i], strict=True) if h)
-               if has is not None else frozenset())  # fmt: skip
-        if key not in templates:
-            templates[key] = load_details([run_dir]).get(os.path.normpath(run_dir))
-            if templates[key] is not None and (
-                {f.name for f in templates[key].flows} != key[1]  # type: ignore[union-attr]
-                or any(f.status != OK for f in templates[key].flows)  # type: ignore[union-attr]
-            ):
-                templates[key] = None  # the index and status.json disagree: read each
-        pending.append((run_dir, key))
-    details = load_details(read)
-    for run_dir, key in pending:
-        template = templates[key]
+        members = groups.get((sweep, pattern))
+        if members is None:
+            members = groups[sweep, pattern] = []
+            flags = has[i] if has is not None else ()
+            listed[sweep, pattern] = {n for n, h in zip(names, flags, strict=False) if h}
+        members.append(run_dirs[i])
+    for key, members in groups.items():
+        template = load_details(members[:1]).get(members[0])
+        if template is not None and (
+            {f.name for f in template.flows} != listed[key]
+            or any(f.status != OK for f in template.flows)
+        ):
+            template = None  # the index and status.json disagree: read each
         if template is None:
-            details.update(load_details([run_dir]))
+            details.update(load_details(members))
+            looked.update(members)
         else:
-            details[os.path.normpath(run_dir)] = template
-    return details
+            details.update(dict.fromkeys(members, template))
+    return details, looked
 
 
 def _with_html(run_dir: str, detail: RunDetail, rendered: set[str]) -> RunDetail:
@@ -257,16 +254,25 @@ def write_report(
     if output is None:
         output = root / sweep / REPORT_FILE if sweep is not None else root / REPORT_FILE
     output = Path(output).absolute()
-    frame = frame.assign(run_dir=[_locate(str(root), str(d)) for d in frame["run_dir"]])
+    frame = frame.assign(run_dir=[os.path.normpath(d) for d in frame["run_dir"]])
     large = len(frame) > TABLE_ROWS_MAX
-    details = _large_details(frame) if large else load_details(frame["run_dir"])
+    if large:
+        details, looked = _large_details(frame)
+    else:
+        details = load_details(frame["run_dir"])
+        looked = set(details)
+    if render_notebooks is True:
+        looked = set(details)
+    # HTML beside a notebook is looked for in the runs whose status.json was read (all of a
+    # small report's; a large one's that are not ok), or that are to be rendered: an ok run of a
+    # large report links its notebooks as saved (.ipynb), at no look per run
     only_bad = render_notebooks == "failed"
     bad = {d for d, state in zip(frame["run_dir"], frame["status"], strict=True)
            if state not in (OK, WARNED)} if only_bad else set()  # fmt: skip
     rendered: set[str] = set()  # notebooks with an up-to-date HTML beside them
     stale: list[Path] = []
     for run_dir, detail in details.items():
-        for f in detail.flows:
+        for f in detail.flows if run_dir in looked else ():
             if not f.exists:
                 continue
             notebook = os.path.join(run_dir, f.notebook)
@@ -275,9 +281,15 @@ def write_report(
             elif render_notebooks and (not only_bad or run_dir in bad):
                 stale.append(Path(notebook))
     rendered.update(str(p) for p, target in refresh_notebooks(stale).items() if target)
-    details = {
-        run_dir: _with_html(run_dir, detail, rendered) for run_dir, detail in details.items()
-    }
+    unlooked: dict[int, RunDetail] = {}  # a shared detail (an ok run's flows): one copy
+    for run_dir, detail in details.items():
+        if run_dir in looked:
+            details[run_dir] = _with_html(run_dir, detail, rendered)
+        else:
+            shown = unlooked.get(id(detail))
+            if shown is None:
+                shown = unlooked[id(detail)] = _with_html(run_dir, detail, set())
+            details[run_dir] = shown
     data = report_data(frame, details=details, base=output.parent, title=sweep, rows=not large)
     data = replace(data, index_href=relative_href(root / "index.csv", output.parent))
     table = run_table(frame, data, details, output.parent) if large else None

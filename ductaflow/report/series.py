@@ -129,13 +129,23 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (0, float(value)) if is_number(value) else (1, as_text(value))
 
 
+def distinct_values(values: list[Any]) -> tuple[set[Any], bool]:
+    """The values that are set, each once, and whether any value is unset (missing): each
+    distinct value is asked once, not each of 100,000 runs."""
+    every = set(values)
+    present = {v for v in every if not is_missing(v)}
+    return present, len(present) < len(every)
+
+
 def categories(values: list[Any]) -> tuple[list[str], list[int]]:
     """Category labels in value order (unset last), and each value's category index."""
-    distinct = sorted({v for v in values if not is_missing(v)}, key=_sort_key)
+    present, unset = distinct_values(values)
+    distinct = sorted(present, key=_sort_key)
     position = {v: i for i, v in enumerate(distinct)}
     labels = [as_text(v) for v in distinct]
-    if any(is_missing(v) for v in values):
-        labels.append(UNSET)
+    if not unset:
+        return labels, [position[v] for v in values]
+    labels.append(UNSET)
     return labels, [len(distinct) if is_missing(v) else position[v] for v in values]
 
 
@@ -170,8 +180,8 @@ def _wide(values: Iterable[float]) -> bool:
 
 
 def status_bars(values: list[Any], statuses: list[str], numeric: bool) -> tuple[StatusBar, ...]:
-    present = [v for v in values if not is_missing(v)]
-    if numeric and len(set(present)) > MAX_CATEGORIES:
+    present, unset = distinct_values(values)
+    if numeric and len(present) > MAX_CATEGORIES:
         log = _wide(present)
         scale: Callable[[float], float] = math.log10 if log else float
         start, step, n_bins = _bins(scale(min(present)), scale(max(present)), 8)
@@ -181,11 +191,12 @@ def status_bars(values: list[Any], statuses: list[str], numeric: bool) -> tuple[
             return fmt_num(10**at if log else at, 3)
 
         labels = [f"{edge(i)} {DASH} {edge(i + 1)}" for i in range(n_bins)]
+        last = n_bins - 1
         keys: list[int] = [
-            n_bins if is_missing(v) else min(n_bins - 1, int((scale(v) - start) / step))
+            n_bins if unset and is_missing(v) else min(last, int((scale(v) - start) / step))
             for v in values
         ]
-        if len(present) < len(values):
+        if unset:
             labels.append(UNSET)
     else:
         labels, keys = categories(values)
@@ -228,9 +239,9 @@ def _param_axis(column: Any) -> tuple[tuple[str, ...], list[float | None], bool]
     None when it is no axis: not numeric, and more than ``MAX_CHART_CATEGORIES`` values.
     """
     values = column.tolist()
-    distinct = {v for v in values if not is_missing(v)}
+    distinct, unset = distinct_values(values)
     if numeric_column(column) and len(distinct) > MAX_CATEGORIES:
-        xs: list[float | None] = [None if is_missing(v) else float(v) for v in values]
+        xs: list[float | None] = [None if unset and is_missing(v) else float(v) for v in values]
         return (), xs, _wide(distinct)
     if len(distinct) > MAX_CHART_CATEGORIES:
         return None  # a label per run: no axis

@@ -130,21 +130,27 @@ def run_table(
     status_codes, sweep_codes, parent_codes = _Codes(), _Codes(), _Codes()
     link_codes, error_codes, tb_codes = _Codes(), _Codes(), _Codes()
     names: dict[int, str] = {}  # rows whose directory is not named after the run
+    shared: dict[int, int] = {}  # id of a detail in ``details`` -> its links' code
     records = frame[["status", "run", *flow_cols]].to_dict("records") if not details else None
     for i, (status, sweep, run, run_dir) in enumerate(
         zip(statuses, sweeps, runs, run_dirs, strict=True)
     ):
         status_codes.add(status)
         sweep_codes.add(sweep)
-        parent, name = os.path.split(run_dir)
+        parent, _, name = run_dir.rpartition(os.sep)  # normalized: as os.path.split
         parent_codes.add(parent, lambda p=parent: relative_href(Path(p), base_dir) + "/")
         if name != run:
             names[i] = name
         detail = details.get(run_dir)
-        if detail is None:
+        if detail is None:  # made for this row alone
             record = records[i] if records is not None else frame.iloc[i].to_dict()
             detail = flows_from_columns(record, flow_cols)
-        link_codes.add(detail.flows, lambda f=detail.flows: _links(f))
+            link_codes.add(detail.flows, lambda f=detail.flows: _links(f))
+        elif (code := shared.get(id(detail))) is None:
+            link_codes.add(detail.flows, lambda f=detail.flows: _links(f))
+            shared[id(detail)] = link_codes.codes[-1]
+        else:  # a detail that many runs share (their sweep's ok flows): its code, unhashed
+            link_codes.codes.append(code)
         bad = status not in GOOD
         tb = detail.traceback if bad else None
         tb_codes.add(tb or "", lambda tb=tb: traceback_tail(tb))
